@@ -1,0 +1,56 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 9092
+KAFKA_CONTROLLER_PORT ?= 9093
+MONGO_PORT ?= 27017
+export KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT
+STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb://127.0.0.1:$(MONGO_PORT)
+PYTEST_ARGS ?=
+
+.PHONY: help install stack-up stack-down stack-status run lint typecheck imports check test
+
+help:
+	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
+	@echo "make test        install, start the local stack, then lint, types, import layers and all tests"
+	@echo "make stack-up    start (or reuse) the local Kafka broker and FerretDB; make stack-down stops them"
+	@echo "make install     create .venv/ and install the project with its dev extras"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+stack-up:
+	@bash scripts/stack.sh up
+
+stack-down:
+	@bash scripts/stack.sh down
+
+stack-status:
+	@bash scripts/stack.sh status
+
+run: install stack-up
+	@$(STACK_ENV) bash scripts/run-local.sh
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: install
+	$(BIN)/mypy src
+
+imports: install
+	$(BIN)/lint-imports
+
+check: lint typecheck imports
+
+test: install stack-up check
+	$(STACK_ENV) $(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,74 @@
+"""Where the tests find a real Kafka broker and a real MongoDB-wire database.
+
+Order of preference:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URI`` from the environment (``make test`` sets them from
+   the local stack that ``make stack-up`` starts);
+2. otherwise, where a Docker engine answers, Kafka and MongoDB containers started by testcontainers;
+3. otherwise the run stops with a message saying to run ``make stack-up``. Never a silent skip.
+
+Every run gets its own suffix, so topic and database names never collide with another run's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+KAFKA_IMAGE = "apache/kafka:4.1.0"
+MONGO_IMAGE = "mongo:8.0.4"
+
+
+@dataclass(frozen=True)
+class Stack:
+    kafka_bootstrap: str
+    mongo_uri: str
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    mongo = os.environ.get("MONGODB_URI")
+    if kafka and mongo:
+        yield Stack(kafka_bootstrap=kafka, mongo_uri=mongo)
+        return
+    if not _docker_answers():
+        pytest.fail(
+            "No Kafka/MongoDB to test against: KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI are not set and no "
+            "Docker engine answers. Run `make stack-up` and export the settings it prints, "
+            "or use `make test`.",
+            pytrace=False,
+        )
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    with KafkaContainer(KAFKA_IMAGE).with_kraft() as k, MongoDbContainer(MONGO_IMAGE) as m:
+        yield Stack(kafka_bootstrap=k.get_bootstrap_server(), mongo_uri=m.get_connection_url())
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique_name(run_id: str) -> str:
+    """A name no other test or run uses: for topics, consumer groups and databases."""
+    return f"t{run_id}_{next(_counter)}"
