@@ -1,0 +1,135 @@
+"""The composition root: builds adapters from Settings and hands use cases to the entry points.
+
+Clients are created inside the running event loop and closed on the way out, whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
+
+from activity_service.application.check_readiness import CheckReadiness
+from activity_service.application.get_activity import GetActivity
+from activity_service.application.list_activities import ListActivities
+from activity_service.application.persist_activities import PersistActivities
+from activity_service.application.record_activity import RecordActivity
+from activity_service.infrastructure.kafka.consumer import Backoff, BatchReport, KafkaActivityConsumer
+from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
+from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
+from activity_service.infrastructure.kafka.topics import ensure_topics
+from activity_service.infrastructure.mongo.repository import MongoActivityRepository
+from activity_service.infrastructure.settings import Settings
+from activity_service.infrastructure.system import SystemClock, Uuid7Ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServices:
+    settings: Settings
+    record_activity: RecordActivity
+    list_activities: ListActivities
+    get_activity: GetActivity
+    readiness: CheckReadiness
+
+
+@asynccontextmanager
+async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
+    async with _mongo(settings) as repository, _producer(settings) as producer:
+        publisher = KafkaEventPublisher(
+            producer,
+            settings.kafka.topic,
+            timeout_seconds=settings.ingest.publish_timeout_seconds,
+            max_in_flight=settings.ingest.max_in_flight_events,
+        )
+        yield ApiServices(
+            settings=settings,
+            record_activity=RecordActivity(publisher, SystemClock(), Uuid7Ids()),
+            list_activities=ListActivities(repository),
+            get_activity=GetActivity(repository),
+            readiness=CheckReadiness(
+                {"kafka": publisher.ping, "mongodb": repository.ping}, timeout_seconds=2.0
+            ),
+        )
+
+
+@asynccontextmanager
+async def consumer_service(
+    settings: Settings, on_batch: Callable[[BatchReport], None] | None = None
+) -> AsyncIterator[KafkaActivityConsumer]:
+    kafka = settings.kafka
+    consumer = AIOKafkaConsumer(
+        kafka.topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=kafka.consumer_group,
+        client_id=f"{kafka.client_id}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.consumer.max_batch_records,
+    )
+    async with _mongo(settings) as repository, _producer(settings) as producer:
+        await consumer.start()
+        try:
+            yield KafkaActivityConsumer(
+                consumer,
+                PersistActivities(repository).execute,
+                KafkaDeadLetters(producer, dead_letter_topic(kafka.topic)),
+                max_records=settings.consumer.max_batch_records,
+                fetch_timeout_ms=settings.consumer.fetch_timeout_ms,
+                backoff=Backoff(settings.consumer.retry_initial_seconds, settings.consumer.retry_max_seconds),
+                on_batch=on_batch,
+            )
+        finally:
+            await consumer.stop()  # leaves the group, so the partitions move on at once
+
+
+@asynccontextmanager
+async def _mongo(settings: Settings) -> AsyncIterator[MongoActivityRepository]:
+    mongo = settings.mongodb
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo.uri, tz_aware=True, serverSelectionTimeoutMS=mongo.timeout_ms, appname="activity-service"
+    )
+    try:
+        repository = MongoActivityRepository(client[mongo.database][mongo.collection])
+        await repository.ensure_indexes()
+        yield repository
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
+async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """Creates the topics when missing, then one idempotent producer that waits for all replicas."""
+    kafka = settings.kafka
+    try:
+        await ensure_topics(
+            kafka.bootstrap_servers,
+            [kafka.topic, dead_letter_topic(kafka.topic)],
+            kafka.topic_partitions,
+            kafka.replication_factor,
+        )
+    except KafkaError as exc:
+        raise RuntimeError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} ({exc}); is the broker running? "
+            "Locally: make stack-up. Elsewhere: check KAFKA_BOOTSTRAP_SERVERS."
+        ) from exc
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=kafka.client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=kafka.producer_linger_ms,
+        max_batch_size=kafka.producer_max_batch_bytes,
+    )
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()

@@ -1,0 +1,120 @@
+"""Activity: one thing a user did, as the service accepts, transports and stores it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from activity_service.domain.errors import FieldError, InvalidActivity
+from activity_service.domain.ids import event_id_problem
+from activity_service.domain.metadata import metadata_problems
+from activity_service.domain.times import to_millis
+
+MAX_USER_ID_LENGTH = 256
+MAX_ACTION_LENGTH = 128
+# Device clocks drift, so a little future is normal; a timestamp further ahead than this is a bug.
+MAX_FUTURE_SKEW = timedelta(hours=24)
+
+JsonObject = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """An accepted activity.
+
+    Invariants: ``id`` is a valid event id; ``user_id`` and ``action`` are non-empty and bounded; every
+    time is timezone-aware UTC; ``timestamp`` is not more than MAX_FUTURE_SKEW after ``received_at``;
+    ``metadata`` is a JSON object that any MongoDB-compatible store can hold (see domain.metadata).
+    ``timestamp`` is the effective event time; ``original_timestamp`` keeps the client's own value when
+    it was corrected for clock skew with ``sent_at``.
+    """
+
+    id: str
+    user_id: str
+    action: str
+    timestamp: datetime
+    received_at: datetime
+    metadata: JsonObject = field(default_factory=dict)
+    ip_address: str | None = None
+    original_timestamp: datetime | None = None
+    sent_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        errors = _problems(self)
+        if errors:
+            raise InvalidActivity(errors)
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        id: str,
+        user_id: str,
+        action: str,
+        received_at: datetime,
+        timestamp: datetime | None = None,
+        sent_at: datetime | None = None,
+        metadata: JsonObject | None = None,
+        ip_address: str | None = None,
+    ) -> Activity:
+        """Build an activity from what a client sent and when it arrived.
+
+        Without ``timestamp`` the event happened when it was received. With both ``timestamp`` and
+        ``sent_at`` the client's clock is assumed off by ``sent_at - received_at``, so the effective
+        time is ``received_at - (sent_at - timestamp)`` and the client's value is kept as
+        ``original_timestamp``.
+        """
+        received_at = _utc(received_at)
+        original = _utc(timestamp) if timestamp is not None else None
+        sent = _utc(sent_at) if sent_at is not None else None
+        effective = original if original is not None else received_at
+        if original is not None and sent is not None:
+            effective = received_at - (sent - original)
+        return cls(
+            id=id,
+            user_id=user_id,
+            action=action,
+            timestamp=effective,
+            received_at=received_at,
+            metadata={} if metadata is None else metadata,
+            ip_address=ip_address,
+            original_timestamp=original if sent is not None else None,
+            sent_at=sent,
+        )
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC; aware ones are converted; precision is cut to milliseconds."""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return to_millis(utc)
+
+
+def _problems(a: Activity) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if (problem := event_id_problem(a.id)) is not None:
+        errors.append(FieldError("id", problem))
+    for name, value, limit in (
+        ("userId", a.user_id, MAX_USER_ID_LENGTH),
+        ("action", a.action, MAX_ACTION_LENGTH),
+    ):
+        if not value or not value.strip():
+            errors.append(FieldError(name, "must be a non-empty string"))
+        elif len(value) > limit:
+            errors.append(FieldError(name, f"must be at most {limit} characters"))
+        elif "\x00" in value:
+            errors.append(FieldError(name, "must not contain NUL characters"))
+    for name, when in (
+        ("timestamp", a.timestamp),
+        ("receivedAt", a.received_at),
+        ("originalTimestamp", a.original_timestamp),
+        ("sentAt", a.sent_at),
+    ):
+        if when is not None and when.utcoffset() != timedelta(0):
+            errors.append(FieldError(name, "must be a UTC time"))
+    if not errors and a.timestamp - a.received_at > MAX_FUTURE_SKEW:
+        hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
+        errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
+    errors.extend(metadata_problems(a.metadata))
+    return errors

@@ -1,0 +1,67 @@
+"""What metadata may hold: any JSON object that every MongoDB-compatible store can keep as it is.
+
+Keys that start with ``$`` or contain ``.`` or NUL break such stores (they read as operators or paths),
+so they are refused at any depth. Depth and integer range are bounded too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from activity_service.domain.errors import FieldError
+
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_KEY_LENGTH = 256
+_INT64 = range(-(2**63), 2**63)
+
+
+def metadata_problems(metadata: object) -> list[FieldError]:
+    if not isinstance(metadata, Mapping):
+        return [FieldError("metadata", "must be a JSON object")]
+    errors: list[FieldError] = []
+    _walk(metadata, "metadata", 1, errors)
+    return errors
+
+
+def _walk(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
+    if isinstance(value, Mapping):
+        if depth > MAX_METADATA_DEPTH:
+            errors.append(FieldError(path, f"nests deeper than {MAX_METADATA_DEPTH} levels"))
+            return
+        for key, item in value.items():
+            if not isinstance(key, str):
+                errors.append(FieldError(path, "keys must be strings"))
+                continue
+            problem = _key_problem(key)
+            if problem is not None:
+                errors.append(FieldError(f"{path}.{key}", problem))
+                continue
+            _walk(item, f"{path}.{key}", depth + 1, errors)
+    elif isinstance(value, list):
+        if depth > MAX_METADATA_DEPTH:
+            errors.append(FieldError(path, f"nests deeper than {MAX_METADATA_DEPTH} levels"))
+            return
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", depth + 1, errors)
+    elif isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return
+    elif isinstance(value, int):
+        if value not in _INT64:
+            errors.append(FieldError(path, "integers must fit in 64 bits"))
+    else:
+        errors.append(FieldError(path, f"is not a JSON value ({type(value).__name__})"))
+
+
+def _key_problem(key: str) -> str | None:
+    if not key:
+        return "keys must not be empty"
+    if len(key) > MAX_METADATA_KEY_LENGTH:
+        return f"keys must be at most {MAX_METADATA_KEY_LENGTH} characters"
+    if key.startswith("$"):
+        return "keys must not start with '$'"
+    if "." in key:
+        return "keys must not contain '.'"
+    if "\x00" in key:
+        return "keys must not contain NUL characters"
+    return None

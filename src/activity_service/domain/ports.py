@@ -1,0 +1,68 @@
+"""What the application needs from the outside world, named by role. Adapters live in infrastructure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.query import ActivityPage, ActivityQuery
+
+
+class EventPublisher(Protocol):
+    async def publish(self, activities: Sequence[Activity]) -> None:
+        """Return only once the event log has acknowledged every activity.
+
+        Raises PublishUnavailable (or Overloaded) when it cannot, in which case the caller must not
+        report the activities as accepted.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Raise when the event log cannot be reached."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What a store did with a batch: every activity is inserted, a duplicate, or rejected.
+
+    ``rejected`` maps event ids to the reason the store refused them for good (no retry can help,
+    e.g. a shape the store cannot hold); everything else in the batch is durably stored.
+    """
+
+    inserted: int
+    duplicates: int
+    rejected: Mapping[str, str] = field(default_factory=dict)
+
+
+class ActivityRepository(Protocol):
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        """Store each activity under its id, idempotently: an id already stored counts as a duplicate.
+
+        Returns once every activity is durably stored or rejected for good (see StoreOutcome); raises
+        StoreUnavailable, or another error, when the outcome is not known, so the caller retries.
+        """
+        ...
+
+    async def get(self, activity_id: str) -> Activity | None: ...
+
+    async def find(self, query: ActivityQuery) -> ActivityPage: ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str:
+        """A new, time-ordered event id."""
+        ...

@@ -1,0 +1,21 @@
+"""How times are written on the wire: ISO-8601, UTC, millisecond precision (what BSON dates keep)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def to_iso(value: datetime) -> str:
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def from_iso(value: str) -> datetime:
+    """Parse an ISO-8601 time; a time without an offset is taken as UTC."""
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def to_millis(value: datetime) -> datetime:
+    """Drop sub-millisecond precision so that a stored time reads back equal."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)

@@ -1,0 +1,88 @@
+"""The message on the topic: a versioned JSON envelope around one activity.
+
+    {"v": 1, "type": "activity.recorded", "data": {"id", "userId", "action", "timestamp", "receivedAt",
+     "metadata", "ipAddress", "originalTimestamp"?, "sentAt"?}}
+
+Times are ISO-8601 UTC strings. A consumer refuses versions it does not know rather than guessing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import FieldError, InvalidActivity
+from activity_service.domain.times import from_iso, to_iso
+
+ENVELOPE_VERSION = 1
+EVENT_TYPE = "activity.recorded"
+
+
+class UndecodableMessage(Exception):
+    """The bytes on the topic are not an activity this service can read."""
+
+
+def activity_to_dict(activity: Activity) -> dict[str, Any]:
+    """The JSON shape of an activity, shared by the envelope and the HTTP responses."""
+    data: dict[str, Any] = {
+        "id": activity.id,
+        "userId": activity.user_id,
+        "action": activity.action,
+        "timestamp": to_iso(activity.timestamp),
+        "metadata": activity.metadata,
+        "ipAddress": activity.ip_address,
+        "receivedAt": to_iso(activity.received_at),
+    }
+    if activity.original_timestamp is not None:
+        data["originalTimestamp"] = to_iso(activity.original_timestamp)
+    if activity.sent_at is not None:
+        data["sentAt"] = to_iso(activity.sent_at)
+    return data
+
+
+def encode(activity: Activity) -> bytes:
+    return orjson.dumps({"v": ENVELOPE_VERSION, "type": EVENT_TYPE, "data": activity_to_dict(activity)})
+
+
+def decode(raw: bytes | None) -> Activity:
+    """Raises UndecodableMessage (bad bytes, unknown version) or InvalidActivity (breaks an invariant)."""
+    if raw is None:
+        raise UndecodableMessage("message has no value")
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableMessage(f"not JSON: {exc}") from exc
+    if not isinstance(envelope, dict) or envelope.get("v") != ENVELOPE_VERSION:
+        raise UndecodableMessage(f"not a version {ENVELOPE_VERSION} envelope")
+    if envelope.get("type") != EVENT_TYPE or not isinstance(envelope.get("data"), dict):
+        raise UndecodableMessage(f"not an {EVENT_TYPE} event")
+    data: dict[str, Any] = envelope["data"]
+    try:
+        return Activity(
+            id=_str(data, "id"),
+            user_id=_str(data, "userId"),
+            action=_str(data, "action"),
+            timestamp=from_iso(_str(data, "timestamp")),
+            received_at=from_iso(_str(data, "receivedAt")),
+            metadata=data.get("metadata", {}),
+            ip_address=data.get("ipAddress"),
+            original_timestamp=_optional_time(data, "originalTimestamp"),
+            sent_at=_optional_time(data, "sentAt"),
+        )
+    except ValueError as exc:  # a time that does not parse
+        raise InvalidActivity([FieldError("data", str(exc))]) from exc
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise InvalidActivity([FieldError(key, "must be a string")])
+    return value
+
+
+def _optional_time(data: dict[str, Any], key: str) -> datetime | None:
+    value = data.get(key)
+    return None if value is None else from_iso(_str(data, key))

@@ -1,0 +1,38 @@
+"""The dead-letter topic: where a message goes when it can never be stored, so its partition moves on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from activity_service.domain.times import to_iso
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class KafkaDeadLetters:
+    """Copies a message, key and value untouched, to the dead-letter topic with headers saying why.
+
+    Headers: ``dlq.error``, ``dlq.error.type``, ``dlq.source.topic``, ``dlq.source.partition``,
+    ``dlq.source.offset``, ``dlq.at``. Returns once the broker acknowledged the copy, so the caller may
+    then commit past the original.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def send(self, record: ConsumerRecord, error_type: str, error: str) -> None:
+        headers = [
+            ("dlq.error", error[:1000].encode()),
+            ("dlq.error.type", error_type.encode()),
+            ("dlq.source.topic", record.topic.encode()),
+            ("dlq.source.partition", str(record.partition).encode()),
+            ("dlq.source.offset", str(record.offset).encode()),
+            ("dlq.at", to_iso(datetime.now(UTC)).encode()),
+        ]
+        await self._producer.send_and_wait(self._topic, value=record.value, key=record.key, headers=headers)

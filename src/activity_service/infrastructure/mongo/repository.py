@@ -1,0 +1,142 @@
+"""ActivityRepository on MongoDB (or any MongoDB-wire store such as FerretDB).
+
+One document per event, ``_id`` = event id, so storing is idempotent by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, ConnectionFailure
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.ports import StoreOutcome
+from activity_service.domain.query import ActivityPage, ActivityQuery
+
+Document = dict[str, Any]
+
+DUPLICATE_KEY = 11000
+SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
+# One index per filter, each ending in the sort keys so that filter + sort is one index range.
+INDEXES = [
+    IndexModel([("timestamp", DESCENDING), ("_id", DESCENDING)], name="timestamp_id"),
+    IndexModel(
+        [("userId", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="userId_timestamp_id"
+    ),
+    IndexModel(
+        [("action", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="action_timestamp_id"
+    ),
+]
+
+
+class MongoActivityRepository:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._collection.create_indexes(INDEXES)
+
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        documents = [to_document(a) for a in activities]
+        try:
+            result = await self._collection.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            return _outcome_of(exc, documents)
+        return StoreOutcome(inserted=len(result.inserted_ids), duplicates=0)
+
+    async def get(self, activity_id: str) -> Activity | None:
+        try:
+            document = await self._collection.find_one({"_id": activity_id})
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return None if document is None else from_document(document)
+
+    async def find(self, query: ActivityQuery) -> ActivityPage:
+        criteria = filter_for(query)
+        cursor = self._collection.find(criteria, sort=SORT, skip=query.skip, limit=query.limit)
+        try:
+            documents, total = await asyncio.gather(
+                cursor.to_list(), self._collection.count_documents(criteria)
+            )
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return ActivityPage(
+            items=[from_document(d) for d in documents], total=total, page=query.page, limit=query.limit
+        )
+
+    async def ping(self) -> None:
+        await self._collection.database.command("ping")
+
+
+def _outcome_of(exc: BulkWriteError, documents: Sequence[Document]) -> StoreOutcome:
+    """In an unordered insert every document gets its own verdict: a duplicate key means "already
+    stored"; any other write error is the server refusing that one document for good. A write-concern
+    error leaves durability unknown, so the whole batch must be retried."""
+    if exc.details.get("writeConcernErrors"):
+        raise exc
+    errors = exc.details.get("writeErrors", [])
+    rejected = {
+        str(documents[e["index"]]["_id"]): f"code {e.get('code')}: {e.get('errmsg', '')}"[:500]
+        for e in errors
+        if e.get("code") != DUPLICATE_KEY
+    }
+    return StoreOutcome(
+        inserted=int(exc.details.get("nInserted", 0)),
+        duplicates=len(errors) - len(rejected),
+        rejected=rejected,
+    )
+
+
+def filter_for(query: ActivityQuery) -> Document:
+    """Only typed values go into the filter (strings, times), so no query operator can be smuggled in."""
+    criteria: Document = {}
+    if query.user_id is not None:
+        criteria["userId"] = query.user_id
+    if len(query.actions) == 1:
+        criteria["action"] = query.actions[0]
+    elif query.actions:
+        criteria["action"] = {"$in": list(query.actions)}
+    bounds: Document = {}
+    if query.start is not None:
+        bounds["$gte"] = query.start
+    if query.end is not None:
+        bounds["$lte"] = query.end
+    if bounds:
+        criteria["timestamp"] = bounds
+    return criteria
+
+
+def to_document(activity: Activity) -> Document:
+    document: Document = {
+        "_id": activity.id,
+        "userId": activity.user_id,
+        "action": activity.action,
+        "timestamp": activity.timestamp,
+        "metadata": dict(activity.metadata),
+        "ipAddress": activity.ip_address,
+        "receivedAt": activity.received_at,
+    }
+    if activity.original_timestamp is not None:
+        document["originalTimestamp"] = activity.original_timestamp
+    if activity.sent_at is not None:
+        document["sentAt"] = activity.sent_at
+    return document
+
+
+def from_document(document: Mapping[str, Any]) -> Activity:
+    return Activity(
+        id=document["_id"],
+        user_id=document["userId"],
+        action=document["action"],
+        timestamp=document["timestamp"],
+        received_at=document["receivedAt"],
+        metadata=document.get("metadata") or {},
+        ip_address=document.get("ipAddress"),
+        original_timestamp=document.get("originalTimestamp"),
+        sent_at=document.get("sentAt"),
+    )

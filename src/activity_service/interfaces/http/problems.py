@@ -1,0 +1,99 @@
+"""Errors to HTTP, in one place: every error answer is RFC 9457 `application/problem+json`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from activity_service.domain.errors import (
+    ActivityNotFound,
+    DomainError,
+    FieldError,
+    InvalidActivity,
+    PublishUnavailable,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: Iterable[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def field_errors(raw: Sequence[Any]) -> list[FieldError]:
+    """Pydantic's errors as ``{field, message}``, the field a dotted path without the ``body``/``query``
+    prefix (``metadata.a``, ``activities[3].userId``)."""
+    errors = []
+    for error in raw:
+        location = [p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        path = ""
+        for part in location:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(error.get("msg", "is invalid"))
+        if error.get("type") == "extra_forbidden":
+            message = "is not a known field"
+        errors.append(FieldError(path or "body", message))
+    return errors
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(400, "The request is not valid.", errors=field_errors(exc.errors()))
+
+    @app.exception_handler(InvalidActivity)
+    async def _invalid_activity(_: Request, exc: InvalidActivity) -> JSONResponse:
+        return problem(400, "The request is not valid.", errors=exc.errors)
+
+    @app.exception_handler(ActivityNotFound)
+    async def _not_found(_: Request, exc: ActivityNotFound) -> JSONResponse:
+        return problem(404, f"No activity with id {exc.activity_id!r} is stored.")
+
+    @app.exception_handler(PublishUnavailable)
+    async def _unavailable(_: Request, exc: PublishUnavailable) -> JSONResponse:
+        log.warning("answering 503: %s", exc.reason)
+        return problem(
+            503,
+            f"Nothing was accepted: {exc.reason}. Retry later; resending with the same id is safe.",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return problem(503, "The activity store is unavailable; retry later.", headers={"Retry-After": "2"})
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return problem(400, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "An unexpected error occurred; it has been logged.")

@@ -1,0 +1,92 @@
+"""/api/activities: record activities and read them back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from activity_service.domain.errors import FieldError, InvalidActivity
+from activity_service.domain.ids import event_id_problem
+from activity_service.infrastructure.kafka.codec import activity_to_dict
+from activity_service.interfaces.http.dependencies import Services, client_address
+from activity_service.interfaces.http.schemas import (
+    Accepted,
+    ActivityIn,
+    ActivityList,
+    ActivityOut,
+    ListParams,
+    Problem,
+)
+
+router = APIRouter(prefix="/api/activities", tags=["activities"])
+
+PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Record one activity",
+    responses={
+        400: {**PROBLEM, "description": "Invalid activity; `errors` names every offending field."},
+        413: {**PROBLEM, "description": "Body larger than the per-event limit."},
+        415: {**PROBLEM, "description": "Body is not JSON."},
+        503: {
+            **PROBLEM,
+            "description": "Kafka did not acknowledge in time; nothing accepted. See Retry-After.",
+        },
+    },
+)
+async def record_activity(
+    body: ActivityIn,
+    request: Request,
+    response: Response,
+    services: Services,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Fixes the event id (as `id` in the body would): resending with the same key stores "
+            "nothing new.",
+        ),
+    ] = None,
+) -> Accepted:
+    """Validates the activity, publishes it to Kafka keyed by `userId`, and answers 202 only once the
+    broker acknowledged it. The consumer stores it shortly after; `Location` points to where it will be."""
+    activity = await services.record_activity.execute(
+        body.to_draft(client_address(request), _idempotent_id(body, idempotency_key))
+    )
+    response.headers["Location"] = f"/api/activities/{activity.id}"
+    return Accepted(id=activity.id)
+
+
+@router.get("", response_model=ActivityList, summary="List activities", responses={400: PROBLEM})
+async def list_activities(params: Annotated[ListParams, Query()], services: Services) -> dict[str, Any]:
+    """Newest `timestamp` first (ties by id). Answers `{data, total, page, limit, totalPages}`."""
+    page = await services.list_activities.execute(params.to_query())
+    return {
+        "data": [activity_to_dict(a) for a in page.items],
+        "total": page.total,
+        "page": page.page,
+        "limit": page.limit,
+        "totalPages": page.total_pages,
+    }
+
+
+@router.get(
+    "/{activity_id}", response_model=ActivityOut, summary="Get one activity", responses={404: PROBLEM}
+)
+async def get_activity(activity_id: str, services: Services) -> dict[str, Any]:
+    """The stored activity; 404 until the consumer has stored it (or when no such id was accepted)."""
+    return activity_to_dict(await services.get_activity.execute(activity_id))
+
+
+def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:
+    if header is None:
+        return None
+    if (problem := event_id_problem(header)) is not None:
+        raise InvalidActivity([FieldError("Idempotency-Key", problem)])
+    if body.id is not None and body.id != header:
+        raise InvalidActivity([FieldError("Idempotency-Key", "differs from the `id` in the body")])
+    return header

@@ -1,0 +1,199 @@
+"""The HTTP shapes: request bodies, query parameters and responses, with the examples the docs show.
+
+Types and bounds are checked here (they also document the API); the domain checks its own invariants
+again, so nothing that reaches a use case depends on this file being right.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+
+from activity_service.application.record_activity import ActivityDraft
+from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
+from activity_service.domain.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
+from activity_service.domain.query import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, ActivityQuery
+
+MAX_PAGE = 1_000_000
+
+
+def _iso_string(value: object) -> object:
+    """Times come as ISO-8601 strings only; a bare number is ambiguous (seconds? milliseconds?)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 date-time string, e.g. 2026-11-26T10:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_string)]
+IsoDateOrDateTime = Annotated[datetime | date, BeforeValidator(_iso_string)]
+
+EXAMPLE_ID = "01936a8e-5f7c-7d3e-9a1b-2c4d6e8f0a1b"
+
+
+class ActivityIn(BaseModel):
+    """One activity as a client sends it. Unknown fields are refused, so a client can never set
+    ``receivedAt``, ``ipAddress`` or any field the server owns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "userId": "user-42",
+                    "action": "page_view",
+                    "timestamp": "2026-11-26T10:00:00.000Z",
+                    "metadata": {"path": "/pricing", "referrer": "newsletter"},
+                }
+            ]
+        },
+    )
+
+    userId: StrictStr = Field(min_length=1, max_length=MAX_USER_ID_LENGTH, description="Who did it.")
+    action: StrictStr = Field(min_length=1, max_length=MAX_ACTION_LENGTH, description="What they did.")
+    timestamp: IsoDateTime | None = Field(
+        default=None, description="When it happened (ISO-8601; no offset means UTC). Default: time received."
+    )
+    sentAt: IsoDateTime | None = Field(
+        default=None,
+        description="When the client sent it, by the client's clock. With `timestamp`, the stored time is "
+        "corrected for the client's clock skew: `receivedAt - (sentAt - timestamp)`.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any JSON object. Keys may not start with `$` or contain `.` or NUL, at any depth.",
+    )
+    id: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_EVENT_ID_LENGTH,
+        pattern=EVENT_ID_PATTERN.pattern,
+        description="Client-chosen event id. Sending the same id again stores nothing new (idempotency).",
+    )
+
+    def to_draft(self, ip_address: str | None, event_id: str | None = None) -> ActivityDraft:
+        return ActivityDraft(
+            user_id=self.userId,
+            action=self.action,
+            timestamp=self.timestamp,
+            sent_at=self.sentAt,
+            metadata=self.metadata,
+            id=event_id if event_id is not None else self.id,
+            ip_address=ip_address,
+        )
+
+
+class Accepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": EXAMPLE_ID, "status": "accepted"}]})
+
+    id: str
+    status: Literal["accepted"] = "accepted"
+
+
+class ActivityOut(BaseModel):
+    id: str
+    userId: str
+    action: str
+    timestamp: str = Field(description="Effective event time, ISO-8601 UTC.")
+    metadata: dict[str, Any]
+    ipAddress: str | None
+    receivedAt: str = Field(description="When the API received it, ISO-8601 UTC.")
+    originalTimestamp: str | None = Field(
+        default=None, description="The client's own `timestamp`, present when it was corrected with `sentAt`."
+    )
+    sentAt: str | None = None
+
+
+class ActivityList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "data": [
+                        {
+                            "id": EXAMPLE_ID,
+                            "userId": "user-42",
+                            "action": "page_view",
+                            "timestamp": "2026-11-26T10:00:00.000Z",
+                            "metadata": {"path": "/pricing"},
+                            "ipAddress": "203.0.113.7",
+                            "receivedAt": "2026-11-26T10:00:00.120Z",
+                        }
+                    ],
+                    "total": 1,
+                    "page": 1,
+                    "limit": 10,
+                    "totalPages": 1,
+                }
+            ]
+        }
+    )
+
+    data: list[ActivityOut]
+    total: int
+    page: int
+    limit: int
+    totalPages: int
+
+
+class ListParams(BaseModel):
+    """Filters combine with AND. Unknown parameters are refused (so is `userId[$ne]=...`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    userId: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_USER_ID_LENGTH)
+    action: list[Annotated[str, Field(min_length=1, max_length=MAX_ACTION_LENGTH)]] = Field(
+        default_factory=list, max_length=20, description="Repeat to match any of several actions."
+    )
+    startDate: IsoDateOrDateTime | None = Field(
+        default=None, description="Inclusive lower bound on `timestamp`; a bare date means its first instant."
+    )
+    endDate: IsoDateOrDateTime | None = Field(
+        default=None, description="Inclusive upper bound on `timestamp`; a bare date means its last instant."
+    )
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    limit: int = Field(default=DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+
+    def to_query(self) -> ActivityQuery:
+        """Raises InvalidQuery when the bounds are crossed."""
+        return ActivityQuery(
+            user_id=self.userId,
+            actions=tuple(self.action),
+            start=_bound(self.startDate, first=True),
+            end=_bound(self.endDate, first=False),
+            page=self.page,
+            limit=self.limit,
+        )
+
+
+def _bound(value: datetime | date | None, *, first: bool) -> datetime | None:
+    """A bare date stands for its first (or last) millisecond, UTC, so both bounds stay inclusive."""
+    if value is None or isinstance(value, datetime):
+        return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
+    moment = time.min if first else time(23, 59, 59, 999_000)
+    return datetime.combine(value, moment, tzinfo=UTC)
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    service: str = "activity-service"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="`ok`, or why the dependency failed.")

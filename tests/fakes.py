@@ -1,0 +1,91 @@
+"""In-memory stand-ins for the domain ports, for unit tests. Each subclasses its Protocol, so a port
+method the fake forgot fails loudly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import PublishUnavailable
+from activity_service.domain.ports import ActivityRepository, Clock, EventPublisher, IdGenerator, StoreOutcome
+from activity_service.domain.query import ActivityPage, ActivityQuery
+
+
+class FixedClock(Clock):
+    def __init__(self, now: datetime = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class SequentialIds(IdGenerator):
+    def __init__(self) -> None:
+        self.issued = 0
+
+    def new_id(self) -> str:
+        self.issued += 1
+        return f"evt-{self.issued:06d}"
+
+
+class InMemoryPublisher(EventPublisher):
+    """Keeps what was published; ``down`` makes it refuse like an unreachable broker."""
+
+    def __init__(self) -> None:
+        self.published: list[Activity] = []
+        self.down = False
+
+    async def publish(self, activities: Sequence[Activity]) -> None:
+        if self.down:
+            raise PublishUnavailable("broker down", retry_after=3)
+        self.published.extend(activities)
+
+    async def ping(self) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+
+
+class InMemoryRepository(ActivityRepository):
+    def __init__(self) -> None:
+        self.documents: dict[str, Activity] = {}
+        self.refuse: set[str] = set()
+
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        inserted = duplicates = 0
+        rejected = {}
+        for activity in activities:
+            if activity.id in self.refuse:
+                rejected[activity.id] = "refused by the fake"
+            elif activity.id in self.documents:
+                duplicates += 1
+            else:
+                self.documents[activity.id] = activity
+                inserted += 1
+        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
+
+    async def get(self, activity_id: str) -> Activity | None:
+        return self.documents.get(activity_id)
+
+    async def find(self, query: ActivityQuery) -> ActivityPage:
+        matching = [
+            a
+            for a in self.documents.values()
+            if (query.user_id is None or a.user_id == query.user_id)
+            and (not query.actions or a.action in query.actions)
+            and (query.start is None or a.timestamp >= query.start)
+            and (query.end is None or a.timestamp <= query.end)
+        ]
+        matching.sort(key=lambda a: (a.timestamp, a.id), reverse=True)
+        return ActivityPage(
+            items=matching[query.skip : query.skip + query.limit],
+            total=len(matching),
+            page=query.page,
+            limit=query.limit,
+        )
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,133 @@
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
+from activity_service.domain.errors import InvalidActivity
+from activity_service.domain.ids import event_id_problem, new_uuid7, uuid7_time
+
+RECEIVED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+
+
+def record(**overrides: object) -> Activity:
+    fields: dict[str, object] = {"id": "evt-1", "user_id": "u1", "action": "login", "received_at": RECEIVED}
+    fields.update(overrides)
+    return Activity.record(**fields)  # type: ignore[arg-type]
+
+
+def fields_of(exc: pytest.ExceptionInfo[InvalidActivity]) -> set[str]:
+    return {e.field for e in exc.value.errors}
+
+
+def test_timestamp_defaults_to_time_received() -> None:
+    activity = record()
+    assert activity.timestamp == RECEIVED
+    assert activity.original_timestamp is None
+    assert activity.metadata == {}
+
+
+def test_times_become_utc_with_millisecond_precision() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    activity = record(timestamp=datetime(2026, 11, 26, 11, 0, 0, 123456, tzinfo=plus_two))
+    assert activity.timestamp == datetime(2026, 11, 26, 9, 0, 0, 123000, tzinfo=UTC)
+    naive = record(timestamp=datetime(2026, 1, 1, 0, 0))
+    assert naive.timestamp.tzinfo is UTC
+
+
+def test_sent_at_corrects_the_client_clock_and_keeps_the_original() -> None:
+    # The client's clock is 1 hour fast: it says it sent at 11:00 what happened 5 s earlier.
+    activity = record(
+        timestamp=datetime(2026, 11, 26, 10, 59, 55, tzinfo=UTC),
+        sent_at=datetime(2026, 11, 26, 11, 0, tzinfo=UTC),
+    )
+    assert activity.timestamp == RECEIVED - timedelta(seconds=5)
+    assert activity.original_timestamp == datetime(2026, 11, 26, 10, 59, 55, tzinfo=UTC)
+    assert activity.sent_at == datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
+
+
+def test_sent_at_alone_changes_nothing() -> None:
+    activity = record(sent_at=datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
+    assert activity.timestamp == RECEIVED
+    assert activity.original_timestamp is None
+
+
+def test_every_offending_field_is_named_at_once() -> None:
+    with pytest.raises(InvalidActivity) as exc:
+        record(id="", user_id="  ", action="x" * (MAX_ACTION_LENGTH + 1))
+    assert fields_of(exc) == {"id", "userId", "action"}
+
+
+def test_user_id_is_bounded() -> None:
+    record(user_id="u" * MAX_USER_ID_LENGTH)
+    with pytest.raises(InvalidActivity) as exc:
+        record(user_id="u" * (MAX_USER_ID_LENGTH + 1))
+    assert fields_of(exc) == {"userId"}
+
+
+def test_far_future_timestamps_are_refused_a_little_skew_is_not() -> None:
+    record(timestamp=RECEIVED + timedelta(hours=23))
+    with pytest.raises(InvalidActivity) as exc:
+        record(timestamp=RECEIVED + timedelta(hours=25))
+    assert fields_of(exc) == {"timestamp"}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"$where": 1}, "metadata.$where"),
+        ({"a.b": 1}, "metadata.a.b"),
+        ({"ok": {"deep": {"$gt": ""}}}, "metadata.ok.deep.$gt"),
+        ({"list": [{"x\x00": 1}]}, "metadata.list[0].x\x00"),
+        ({"": 1}, "metadata."),
+        ({"n": 2**64}, "metadata.n"),
+    ],
+)
+def test_metadata_keys_that_break_mongodb_stores_are_refused_at_any_depth(
+    metadata: object, field: str
+) -> None:
+    with pytest.raises(InvalidActivity) as exc:
+        record(metadata=metadata)
+    assert fields_of(exc) == {field}
+
+
+def test_metadata_depth_is_bounded() -> None:
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(10):
+        deep = {"d": deep}
+    with pytest.raises(InvalidActivity) as exc:
+        record(metadata=deep)
+    assert any("deeper" in e.message for e in exc.value.errors)
+
+
+def test_metadata_may_hold_any_json() -> None:
+    metadata = {"s": "x", "n": 1, "f": 1.5, "b": True, "none": None, "list": [1, "a", {"k": [2]}]}
+    assert record(metadata=metadata).metadata == metadata
+
+
+def test_metadata_must_be_an_object() -> None:
+    with pytest.raises(InvalidActivity) as exc:
+        record(metadata=[1, 2])
+    assert fields_of(exc) == {"metadata"}
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 129, "has space", "slash/y", "-leading", "q?x", "é"])
+def test_event_ids_are_bounded_and_safe(bad: str) -> None:
+    assert event_id_problem(bad) is not None
+
+
+@pytest.mark.parametrize("good", ["a", "A-1_b.c:d", "0" * 128, "01936a8e-5f7c-7d3e-9a1b-2c4d6e8f0a1b"])
+def test_usual_event_ids_are_fine(good: str) -> None:
+    assert event_id_problem(good) is None
+
+
+def test_server_ids_are_uuid7_and_time_ordered() -> None:
+    ids = [new_uuid7() for _ in range(50)]
+    assert all(event_id_problem(i) is None for i in ids)
+    created = uuid7_time(ids[0])
+    assert created is not None
+    assert abs(created - datetime.now(UTC)) < timedelta(seconds=5)
+    first = new_uuid7()
+    time.sleep(0.002)
+    assert new_uuid7() > first
+    assert uuid7_time("not-a-uuid") is None

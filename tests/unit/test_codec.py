@@ -1,0 +1,53 @@
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import InvalidActivity
+from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode, encode
+
+
+def test_an_activity_survives_the_round_trip() -> None:
+    activity = Activity.record(
+        id="e1",
+        user_id="u1",
+        action="buy",
+        received_at=datetime(2026, 11, 26, 10, 0, 0, 123000, tzinfo=UTC),
+        timestamp=datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        sent_at=datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC),
+        metadata={"cart": [{"sku": "a", "qty": 2}], "total": 9.5},
+        ip_address="203.0.113.9",
+    )
+    assert decode(encode(activity)) == activity
+    envelope = orjson.loads(encode(activity))
+    assert envelope["v"] == 1
+    assert envelope["data"]["timestamp"] == "2026-11-26T09:59:59.123Z"
+    assert envelope["data"]["originalTimestamp"] == "2026-11-26T09:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, b"\x00\xff garbage", b"[]", b'{"v": 2, "type": "activity.recorded", "data": {}}', b'{"v": 1}'],
+)
+def test_bytes_that_are_not_an_envelope_are_undecodable(raw: bytes | None) -> None:
+    with pytest.raises(UndecodableMessage):
+        decode(raw)
+
+
+def test_an_envelope_breaking_an_invariant_is_invalid() -> None:
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "type": "activity.recorded",
+            "data": {
+                "id": "e1",
+                "userId": "",
+                "action": "a",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "receivedAt": 5,
+            },
+        }
+    )
+    with pytest.raises(InvalidActivity):
+        decode(raw)
