@@ -11,7 +11,15 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConnectionFailure
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    WriteError,
+)
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import StoreUnavailable
@@ -39,7 +47,20 @@ class MongoActivityRepository:
         self._collection = collection
 
     async def ensure_indexes(self) -> None:
-        await self._collection.create_indexes(INDEXES)
+        """Create the missing indexes only. FerretDB 1.24 drops the connection when asked to create an
+        index that already exists, and the API and the consumer may race here at start-up: so list
+        first, and on a lost connection look again."""
+        for attempt in range(3):
+            existing = {index["name"] async for index in await self._collection.list_indexes()}
+            missing = [index for index in INDEXES if index.document["name"] not in existing]
+            if not missing:
+                return
+            try:
+                await self._collection.create_indexes(missing)
+                return
+            except (AutoReconnect, OperationFailure):
+                if attempt == 2:
+                    raise
 
     async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
         documents = [to_document(a) for a in activities]
@@ -47,7 +68,23 @@ class MongoActivityRepository:
             result = await self._collection.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             return _outcome_of(exc, documents)
+        except DocumentTooLarge:
+            # Raised before the server sees the batch, for all of it: find the culprit one by one (rare).
+            return await self._add_one_by_one(documents)
         return StoreOutcome(inserted=len(result.inserted_ids), duplicates=0)
+
+    async def _add_one_by_one(self, documents: Sequence[Document]) -> StoreOutcome:
+        inserted = duplicates = 0
+        rejected: dict[str, str] = {}
+        for document in documents:
+            try:
+                await self._collection.insert_one(document)
+                inserted += 1
+            except DuplicateKeyError:
+                duplicates += 1
+            except (DocumentTooLarge, WriteError) as exc:
+                rejected[str(document["_id"])] = f"{type(exc).__name__}: {exc}"[:500]
+        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
 
     async def get(self, activity_id: str) -> Activity | None:
         try:

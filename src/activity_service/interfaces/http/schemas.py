@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictStr
 
 from activity_service.application.record_activity import ActivityDraft
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
@@ -26,8 +26,18 @@ def _iso_string(value: object) -> object:
     return value
 
 
+def _date_or_datetime(value: object) -> datetime | date:
+    """A bare ``YYYY-MM-DD`` is a date (a whole day); anything else must be an ISO-8601 date-time."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO-8601 date (2026-11-26) or date-time (2026-11-26T10:00:00Z)")
+
+
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_string)]
-IsoDateOrDateTime = Annotated[datetime | date, BeforeValidator(_iso_string)]
+IsoDateOrDateTime = Annotated[datetime | date, PlainValidator(_date_or_datetime, json_schema_input_type=str)]
 
 EXAMPLE_ID = "01936a8e-5f7c-7d3e-9a1b-2c4d6e8f0a1b"
 

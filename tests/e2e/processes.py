@@ -1,0 +1,114 @@
+"""Start the real `activity-service` processes for end-to-end tests, each with its own topic,
+consumer group, database and port, and stop them the way an orchestrator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Stack
+
+CLI = str(Path(sys.executable).with_name("activity-service"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment: a topic, a group, a database; any number of API and consumer processes."""
+
+    stack: Stack
+    name: str
+    logs: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.stack.kafka_bootstrap,
+            MONGODB_URI=self.stack.mongo_uri,
+            KAFKA_TOPIC=self.name,
+            KAFKA_CONSUMER_GROUP=f"{self.name}-group",
+            KAFKA_TOPIC_PARTITIONS="3",
+            MONGODB_DATABASE=self.name,
+            LOG_LEVEL="INFO",
+        )
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / log_name).open("ab")
+        process = subprocess.Popen([CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def start_api(self, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        process = self._spawn(["api", "--port", str(port)], f"api-{port}.log", self.env(**env))
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(base_url), 60, f"API on {base_url} to be ready", process, self.logs)
+        return process, base_url
+
+    def start_consumer(self, **env: str) -> subprocess.Popen[bytes]:
+        return self._spawn(["consumer"], f"consumer-{len(self.processes)}.log", self.env(**env))
+
+    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        process.send_signal(sig)
+        return process.wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def log_text(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.iterdir())
+        )
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    logs: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.2)
+    details = ""
+    if logs is not None:
+        details = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.iterdir()))
+    raise AssertionError(f"timed out waiting for {what}\n{details}")
