@@ -10,6 +10,7 @@ KAFKA_CONTROLLER_PORT ?= 9093
 MONGO_PORT ?= 27017
 export KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT
 STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb://127.0.0.1:$(MONGO_PORT)
+TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
 .PHONY: help install stack-up stack-down stack-status run lint typecheck imports check test
@@ -53,4 +54,4 @@ imports: install
 check: lint typecheck imports
 
 test: install stack-up check
-	$(STACK_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)

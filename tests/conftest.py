@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,41 @@ MONGO_IMAGE = "mongo:8.0.4"
 class Stack:
     kafka_bootstrap: str
     mongo_uri: str
+    # How fault tests stop and restart a service: a callable taking ("stop" | "start", "kafka" | "mongo").
+    control: Callable[[str, str], None] | None = None
+
+    def stop(self, service: str) -> None:
+        self._control("stop", service)
+
+    def start(self, service: str) -> None:
+        self._control("start", service)
+
+    def _control(self, verb: str, service: str) -> None:
+        if self.control is None:
+            pytest.fail(
+                "This test stops and restarts a service, which needs the local stack's control script: "
+                "run it through `make test` (it sets STACK_CONTROL) or set STACK_CONTROL=scripts/stack.sh.",
+                pytrace=False,
+            )
+        self.control(verb, service)
+
+
+def _script_control(script: str) -> Callable[[str, str], None]:
+    def control(verb: str, service: str) -> None:
+        command = {"stop": "down", "start": "up"}[verb]
+        subprocess.run(["bash", script, command, service], check=True, stdout=subprocess.DEVNULL, timeout=180)
+
+    return control
+
+
+def _container_control(containers: dict[str, Any]) -> Callable[[str, str], None]:
+    """Under testcontainers a paused container stands for a stopped server: same ports when it resumes."""
+
+    def control(verb: str, service: str) -> None:
+        wrapped = containers[service].get_wrapped_container()
+        wrapped.pause() if verb == "stop" else wrapped.unpause()
+
+    return control
 
 
 def _docker_answers() -> bool:
@@ -44,7 +81,10 @@ def stack() -> Iterator[Stack]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     mongo = os.environ.get("MONGODB_URI")
     if kafka and mongo:
-        yield Stack(kafka_bootstrap=kafka, mongo_uri=mongo)
+        script = os.environ.get("STACK_CONTROL")
+        yield Stack(
+            kafka_bootstrap=kafka, mongo_uri=mongo, control=_script_control(script) if script else None
+        )
         return
     if not _docker_answers():
         pytest.fail(
@@ -57,7 +97,11 @@ def stack() -> Iterator[Stack]:
     from testcontainers.mongodb import MongoDbContainer
 
     with KafkaContainer(KAFKA_IMAGE).with_kraft() as k, MongoDbContainer(MONGO_IMAGE) as m:
-        yield Stack(kafka_bootstrap=k.get_bootstrap_server(), mongo_uri=m.get_connection_url())
+        yield Stack(
+            kafka_bootstrap=k.get_bootstrap_server(),
+            mongo_uri=m.get_connection_url(),
+            control=_container_control({"kafka": k, "mongo": m}),
+        )
 
 
 @pytest.fixture(scope="session")

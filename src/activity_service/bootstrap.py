@@ -20,6 +20,7 @@ from activity_service.application.get_activity import GetActivity
 from activity_service.application.list_activities import ListActivities
 from activity_service.application.persist_activities import PersistActivities
 from activity_service.application.record_activity import RecordActivity
+from activity_service.application.record_batch import RecordBatch
 from activity_service.infrastructure.kafka.consumer import Backoff, BatchReport, KafkaActivityConsumer
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
 from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 class ApiServices:
     settings: Settings
     record_activity: RecordActivity
+    record_batch: RecordBatch
     list_activities: ListActivities
     get_activity: GetActivity
     readiness: CheckReadiness
@@ -52,6 +54,9 @@ async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
         yield ApiServices(
             settings=settings,
             record_activity=RecordActivity(publisher, SystemClock(), Uuid7Ids()),
+            record_batch=RecordBatch(
+                publisher, SystemClock(), Uuid7Ids(), max_items=settings.ingest.max_batch_items
+            ),
             list_activities=ListActivities(repository),
             get_activity=GetActivity(repository),
             readiness=CheckReadiness(

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -112,3 +114,13 @@ def wait_until(
     if logs is not None:
         details = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.iterdir()))
     raise AssertionError(f"timed out waiting for {what}\n{details}")
+
+
+def post_all(base_url: str, items: list[dict[str, Any]], concurrency: int = 16) -> list[httpx.Response]:
+    """POST each item, several at a time; the answers come back in input order."""
+    with httpx.Client(base_url=base_url, timeout=30) as client, ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda item: client.post("/api/activities", json=item), items))
+
+
+def total(base_url: str, **params: Any) -> int:
+    return int(httpx.get(f"{base_url}/api/activities", params=params, timeout=10).json()["total"])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from tests.e2e.processes import Deployment, wait_until
+from tests.e2e.processes import Deployment, post_all, total, wait_until
 
 BASE = datetime(2026, 6, 1, tzinfo=UTC)
 USERS = [f"user-{i}" for i in range(5)]
@@ -30,16 +29,6 @@ def varied(n: int) -> list[dict[str, Any]]:
             item["metadata"] = {"i": i, "tags": ["a", "b"], "nested": {"x": rng.random()}}
         items.append(item)
     return items
-
-
-def post_all(base_url: str, items: list[dict[str, Any]], concurrency: int = 16) -> list[httpx.Response]:
-    """POST each item, several at a time; the answers come back in input order."""
-    with httpx.Client(base_url=base_url, timeout=30) as client, ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(lambda item: client.post("/api/activities", json=item), items))
-
-
-def total(base_url: str, **params: Any) -> int:
-    return int(httpx.get(f"{base_url}/api/activities", params=params, timeout=10).json()["total"])
 
 
 def test_posted_activities_are_stored_and_queryable(deployment: Deployment) -> None:

@@ -11,6 +11,7 @@ from activity_service import __version__
 from activity_service.bootstrap import api_services
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, problems
+from activity_service.interfaces.http.guard import IngestGuard
 from activity_service.interfaces.http.routes import activities, health
 
 DESCRIPTION = """
@@ -36,6 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+    )
+    app.add_middleware(
+        IngestGuard,
+        limits={
+            "/api/activities": settings.ingest.max_event_bytes,
+            "/api/activities/batch": settings.ingest.max_batch_bytes,
+        },
     )
     problems.install(app)
     app.include_router(activities.router)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from activity_service.application.record_batch import BatchTooLarge, InvalidBatch
 from activity_service.domain.errors import (
     ActivityNotFound,
     DomainError,
@@ -20,6 +21,7 @@ from activity_service.domain.errors import (
     PublishUnavailable,
     StoreUnavailable,
 )
+from activity_service.interfaces.http.schemas import batch_body, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +45,6 @@ def problem(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
-def field_errors(raw: Sequence[Any]) -> list[FieldError]:
-    """Pydantic's errors as ``{field, message}``, the field a dotted path without the ``body``/``query``
-    prefix (``metadata.a``, ``activities[3].userId``)."""
-    errors = []
-    for error in raw:
-        location = [p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        path = ""
-        for part in location:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        message = str(error.get("msg", "is invalid"))
-        if error.get("type") == "extra_forbidden":
-            message = "is not a known field"
-        errors.append(FieldError(path or "body", message))
-    return errors
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,6 +53,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidActivity)
     async def _invalid_activity(_: Request, exc: InvalidActivity) -> JSONResponse:
         return problem(400, "The request is not valid.", errors=exc.errors)
+
+    @app.exception_handler(InvalidBatch)
+    async def _invalid_batch(_: Request, exc: InvalidBatch) -> JSONResponse:
+        return problem(400, "No activity in the batch is valid.", **batch_body(exc.result))
+
+    @app.exception_handler(BatchTooLarge)
+    async def _batch_too_large(_: Request, exc: BatchTooLarge) -> JSONResponse:
+        return problem(413, str(exc), limit=exc.limit)
 
     @app.exception_handler(ActivityNotFound)
     async def _not_found(_: Request, exc: ActivityNotFound) -> JSONResponse:

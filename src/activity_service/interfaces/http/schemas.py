@@ -6,13 +6,26 @@ again, so nothing that reaches a use case depends on this file being right.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictStr
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 from activity_service.application.record_activity import ActivityDraft
+from activity_service.application.record_batch import BatchResult
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
+from activity_service.domain.errors import FieldError
 from activity_service.domain.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
 from activity_service.domain.query import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, ActivityQuery
 
@@ -93,11 +106,114 @@ class ActivityIn(BaseModel):
         )
 
 
+class BatchIn(BaseModel):
+    """Items are checked one by one, so one bad item does not sink the batch."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "activities": [
+                        {"userId": "user-42", "action": "login", "id": "client-evt-1"},
+                        {"userId": "user-42", "action": "page_view", "metadata": {"path": "/"}},
+                    ]
+                }
+            ]
+        },
+    )
+
+    activities: list[Any] = Field(
+        min_length=1,
+        description="Activities shaped as the single endpoint's body (see ActivityIn); at most "
+        "INGEST_MAX_BATCH_ITEMS (500) items, INGEST_MAX_EVENT_BYTES (32 KiB) each.",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/ActivityIn"}},
+    )
+
+
+_ITEM = TypeAdapter(ActivityIn)
+
+
+def parse_item(raw: object, ip_address: str | None, max_bytes: int) -> ActivityDraft | list[FieldError]:
+    """One batch item as a draft, or the errors that make it unusable."""
+    size = len(orjson.dumps(raw))
+    if size > max_bytes:
+        return [FieldError("", f"is {size} bytes; an activity may be at most {max_bytes} bytes")]
+    try:
+        return _ITEM.validate_python(raw).to_draft(ip_address)
+    except ValidationError as exc:
+        return field_errors(exc.errors())
+
+
+def field_errors(raw: Sequence[Any]) -> list[FieldError]:
+    """Pydantic's errors as ``{field, message}``, the field a dotted path without the ``body``/``query``
+    prefix (``metadata.a``, ``activities[3].userId``)."""
+    errors = []
+    for error in raw:
+        location = [p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        path = ""
+        for part in location:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(error.get("msg", "is invalid"))
+        if error.get("type") == "extra_forbidden":
+            message = "is not a known field"
+        errors.append(FieldError(path or "body", message))
+    return errors
+
+
 class Accepted(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"id": EXAMPLE_ID, "status": "accepted"}]})
 
     id: str
     status: Literal["accepted"] = "accepted"
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ItemOutcome(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    status: Literal["accepted", "rejected"]
+    id: str | None = Field(default=None, description="Event id, when accepted.")
+    errors: list[FieldProblem] | None = Field(default=None, description="Why, when rejected.")
+
+
+class BatchAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "rejected": 1,
+                    "results": [
+                        {"index": 0, "status": "accepted", "id": EXAMPLE_ID},
+                        {
+                            "index": 1,
+                            "status": "rejected",
+                            "errors": [{"field": "userId", "message": "Field required"}],
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    accepted: int
+    rejected: int
+    results: list[ItemOutcome]
+
+
+def batch_body(result: BatchResult) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for item in result.items:
+        if item.activity is not None:
+            results.append({"index": item.index, "status": "accepted", "id": item.activity.id})
+        else:
+            errors = [{"field": e.field, "message": e.message} for e in item.errors]
+            results.append({"index": item.index, "status": "rejected", "errors": errors})
+    return {"accepted": result.accepted, "rejected": result.rejected, "results": results}
 
 
 class ActivityOut(BaseModel):
@@ -182,11 +298,6 @@ def _bound(value: datetime | date | None, *, first: bool) -> datetime | None:
         return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
     moment = time.min if first else time(23, 59, 59, 999_000)
     return datetime.combine(value, moment, tzinfo=UTC)
-
-
-class FieldProblem(BaseModel):
-    field: str
-    message: str
 
 
 class Problem(BaseModel):

@@ -15,8 +15,12 @@ from activity_service.interfaces.http.schemas import (
     ActivityIn,
     ActivityList,
     ActivityOut,
+    BatchAccepted,
+    BatchIn,
     ListParams,
     Problem,
+    batch_body,
+    parse_item,
 )
 
 router = APIRouter(prefix="/api/activities", tags=["activities"])
@@ -59,6 +63,36 @@ async def record_activity(
     )
     response.headers["Location"] = f"/api/activities/{activity.id}"
     return Accepted(id=activity.id)
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    summary="Record a batch of activities",
+    responses={
+        400: {**PROBLEM, "description": "No item is valid; the body carries `results` as in a 202."},
+        413: {
+            **PROBLEM,
+            "description": "Body over INGEST_MAX_BATCH_BYTES or more than INGEST_MAX_BATCH_ITEMS.",
+        },
+        415: {**PROBLEM, "description": "Body is not JSON."},
+        503: {
+            **PROBLEM,
+            "description": "Kafka did not acknowledge in time; nothing accepted. See Retry-After.",
+        },
+    },
+)
+async def record_batch(body: BatchIn, request: Request, services: Services) -> dict[str, Any]:
+    """Each item is validated on its own. All valid items are published together, and the answer comes
+    once Kafka acknowledged every one: `results` has one entry per item, in input order, `accepted` with
+    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint."""
+    max_bytes = services.settings.ingest.max_event_bytes
+    address = client_address(request)
+    result = await services.record_batch.execute(
+        [parse_item(raw, address, max_bytes) for raw in body.activities]
+    )
+    return batch_body(result)
 
 
 @router.get("", response_model=ActivityList, summary="List activities", responses={400: PROBLEM})

@@ -1,0 +1,90 @@
+"""Record a batch of activities: every valid item is accepted, every invalid one says why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from activity_service.application.record_activity import ActivityDraft
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import DomainError, FieldError, InvalidActivity
+from activity_service.domain.ports import Clock, EventPublisher, IdGenerator
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    index: int
+    activity: Activity | None = None
+    errors: tuple[FieldError, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.activity is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    items: tuple[ItemResult, ...]
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.items if r.accepted)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.items) - self.accepted
+
+
+class InvalidBatch(DomainError):
+    """No item of the batch is valid; ``result`` says what is wrong with each."""
+
+    def __init__(self, result: BatchResult) -> None:
+        self.result = result
+        super().__init__(f"none of the {len(result.items)} activities is valid")
+
+
+class BatchTooLarge(DomainError):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"a batch may hold at most {limit} activities; this one holds {size}")
+
+
+BatchItem = ActivityDraft | Sequence[FieldError]
+
+
+class RecordBatch:
+    """Accept the valid items of a batch, report the others, in input order.
+
+    An item arrives either as a draft or as the errors the boundary already found in it. All valid
+    items are published together and accepted only once the log acknowledged every one of them; if it
+    does not in time, none is reported accepted (retrying with the same ids is safe). A batch with no
+    valid item raises InvalidBatch, one of more than ``max_items`` items BatchTooLarge. All items share
+    one ``receivedAt``.
+    """
+
+    def __init__(self, publisher: EventPublisher, clock: Clock, ids: IdGenerator, *, max_items: int) -> None:
+        self._publisher = publisher
+        self._clock = clock
+        self._ids = ids
+        self._max_items = max_items
+
+    async def execute(self, items: Sequence[BatchItem]) -> BatchResult:
+        if len(items) > self._max_items:
+            raise BatchTooLarge(len(items), self._max_items)
+        received_at = self._clock.now()
+        results = []
+        for index, item in enumerate(items):
+            if not isinstance(item, ActivityDraft):
+                results.append(ItemResult(index, errors=tuple(item)))
+                continue
+            try:
+                results.append(ItemResult(index, activity=item.to_activity(self._ids, received_at)))
+            except InvalidActivity as exc:
+                results.append(ItemResult(index, errors=exc.errors))
+        result = BatchResult(tuple(results))
+        valid = [r.activity for r in results if r.activity is not None]
+        if not valid:
+            raise InvalidBatch(result)
+        await self._publisher.publish(valid)
+        return result

@@ -1,0 +1,77 @@
+"""Checks made before a request body is parsed: it must be JSON (415) and within its size limit (413).
+
+A declared Content-Length over the limit is refused without reading a byte of the body; a chunked body
+is read only up to the limit. Pure ASGI, so it costs next to nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from activity_service.interfaces.http.problems import problem
+
+
+def is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+class IngestGuard:
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int]) -> None:
+        """``limits``: the largest body, in bytes, that a POST to each path may carry."""
+        self.app = app
+        self.limits = dict(limits)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = (
+            self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        )
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not is_json(headers.get("content-type", "")):
+            response = problem(415, "Send the body as JSON, with Content-Type: application/json.")
+            await response(scope, receive, send)
+            return
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the HTTP server holds the client to its Content-Length
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _too_large(limit: int) -> ASGIApp:
+    return problem(413, f"The body is larger than this endpoint's limit of {limit} bytes.", limit=limit)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

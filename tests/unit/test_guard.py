@@ -1,0 +1,75 @@
+"""IngestGuard in front of a tiny ASGI app that echoes the size of the body it got."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from activity_service.interfaces.http.guard import IngestGuard, is_json
+
+
+async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+
+def client() -> httpx.AsyncClient:
+    app = IngestGuard(echo_size, limits={"/in": 100})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def test_bodies_within_the_limit_pass_untouched() -> None:
+    async with client() as http:
+        response = await http.post("/in", content=b"x" * 100, headers=JSON)
+    assert (response.status_code, response.text) == (200, "100")
+
+
+async def test_a_declared_length_over_the_limit_is_refused() -> None:
+    async with client() as http:
+        response = await http.post("/in", content=b"x" * 101, headers=JSON)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["limit"] == 100
+
+
+async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield b"x" * size
+
+
+async def test_a_chunked_body_is_counted_and_replayed() -> None:
+    async with client() as http:
+        small = await http.post("/in", content=chunks(3, 30), headers=JSON)
+        large = await http.post("/in", content=chunks(5, 30), headers=JSON)
+    assert (small.status_code, small.text) == (200, "90")
+    assert large.status_code == 413
+
+
+async def test_non_json_bodies_are_unsupported() -> None:
+    async with client() as http:
+        form = await http.post("/in", data={"a": "b"})
+        missing = await http.post("/in", content=b"{}")
+    assert form.status_code == missing.status_code == 415
+
+
+async def test_other_paths_and_methods_are_not_guarded() -> None:
+    async with client() as http:
+        assert (await http.post("/other", content=b"x" * 500)).status_code == 200
+        assert (await http.put("/in", content=b"x" * 500)).status_code == 200
+
+
+def test_json_media_types() -> None:
+    assert is_json("application/json")
+    assert is_json("Application/JSON; charset=utf-8")
+    assert is_json("application/problem+json")
+    assert not is_json("text/plain")
+    assert not is_json("")
