@@ -21,7 +21,8 @@ from activity_service.domain.errors import (
     PublishUnavailable,
     StoreUnavailable,
 )
-from activity_service.interfaces.http.schemas import batch_body, field_errors
+from activity_service.interfaces.http.schemas.common import field_errors
+from activity_service.interfaces.http.schemas.ingest import batch_body
 
 log = logging.getLogger(__name__)
 

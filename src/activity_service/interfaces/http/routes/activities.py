@@ -10,18 +10,16 @@ from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.infrastructure.kafka.codec import activity_to_dict
 from activity_service.interfaces.http.dependencies import Services, client_address
-from activity_service.interfaces.http.schemas import (
+from activity_service.interfaces.http.schemas.common import Problem
+from activity_service.interfaces.http.schemas.ingest import (
     Accepted,
     ActivityIn,
-    ActivityList,
-    ActivityOut,
     BatchAccepted,
     BatchIn,
-    ListParams,
-    Problem,
     batch_body,
     parse_item,
 )
+from activity_service.interfaces.http.schemas.reads import ActivityList, ActivityOut, ListParams
 
 router = APIRouter(prefix="/api/activities", tags=["activities"])
 

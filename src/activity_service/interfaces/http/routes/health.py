@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from activity_service.interfaces.http.dependencies import Services
-from activity_service.interfaces.http.schemas import Health, Readiness
+from activity_service.interfaces.http.schemas.common import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
