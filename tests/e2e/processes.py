@@ -3,6 +3,7 @@ consumer group, database and port, and stop them the way an orchestrator would."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,26 @@ import httpx
 from tests.conftest import Stack
 
 CLI = str(Path(sys.executable).with_name("activity-service"))
+# Every deployment starts with this one key holding every scope; security tests add their own.
+API_KEY = "e2e-full-access-key-0123456789"
+API_KEYS = json.dumps([{"name": "e2e", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}])
+AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def api(base_url: str, **kwargs: Any) -> httpx.Client:
+    """An HTTP client for the API, carrying the full-access key."""
+    kwargs.setdefault("timeout", 30)
+    return httpx.Client(base_url=base_url, headers=AUTH_HEADERS, **kwargs)
+
+
+def get(base_url: str, path: str, **kwargs: Any) -> httpx.Response:
+    with api(base_url) as client:
+        return client.get(path, **kwargs)
+
+
+def post(base_url: str, path: str, **kwargs: Any) -> httpx.Response:
+    with api(base_url) as client:
+        return client.post(path, **kwargs)
 
 
 def free_port() -> int:
@@ -48,6 +69,8 @@ class Deployment:
             KAFKA_TOPIC_PARTITIONS="3",
             MONGODB_DATABASE=self.name,
             LOG_LEVEL="INFO",
+            AUTH_ENABLED="true",
+            AUTH_API_KEYS=API_KEYS,
         )
         env.update(self.extra_env)
         env.update(overrides)
@@ -118,9 +141,9 @@ def wait_until(
 
 def post_all(base_url: str, items: list[dict[str, Any]], concurrency: int = 16) -> list[httpx.Response]:
     """POST each item, several at a time; the answers come back in input order."""
-    with httpx.Client(base_url=base_url, timeout=30) as client, ThreadPoolExecutor(concurrency) as pool:
+    with api(base_url) as client, ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(lambda item: client.post("/api/activities", json=item), items))
 
 
 def total(base_url: str, **params: Any) -> int:
-    return int(httpx.get(f"{base_url}/api/activities", params=params, timeout=10).json()["total"])
+    return int(get(base_url, "/api/activities", params=params).json()["total"])

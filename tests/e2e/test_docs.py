@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
-from tests.e2e.processes import Deployment
+from tests.e2e.processes import Deployment, api
 
 
 def test_swagger_ui_is_served_from_the_installed_bundle(deployment: Deployment) -> None:
     _, base_url = deployment.start_api()
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with api(base_url, timeout=10) as http:
         page = http.get("/docs")
         assert page.status_code == 200
         assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)

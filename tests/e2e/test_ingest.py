@@ -12,7 +12,7 @@ import httpx
 
 from activity_service.domain.times import from_iso
 from tests.conftest import Stack
-from tests.e2e.processes import Deployment, total, wait_until
+from tests.e2e.processes import Deployment, api, get, post, total, wait_until
 
 
 def user() -> str:
@@ -33,7 +33,7 @@ def test_a_mixed_batch_answers_per_item_in_order_and_stores_only_valid_items(dep
         {"userId": who, "action": "logout", "metadata": {"page": {"a.b": 1}}},
         {"userId": who, "action": "purchase", "timestamp": "2026-11-20T10:00:00Z"},
     ]
-    response = httpx.post(f"{base_url}/api/activities/batch", json={"activities": items}, timeout=30)
+    response = post(base_url, "/api/activities/batch", json={"activities": items}, timeout=30)
     assert response.status_code == 202
     body = response.json()
     assert (body["accepted"], body["rejected"]) == (3, 5)
@@ -57,13 +57,13 @@ def test_a_mixed_batch_answers_per_item_in_order_and_stores_only_valid_items(dep
     wait_until(
         lambda: total(base_url, userId=who) == 3, 60, "the 3 valid items to be stored", logs=deployment.logs
     )
-    stored = httpx.get(f"{base_url}/api/activities", params={"userId": who}).json()["data"]
+    stored = get(base_url, "/api/activities", params={"userId": who}).json()["data"]
     assert sorted(a["id"] for a in stored) == sorted(accepted)
 
 
 def test_a_batch_with_nothing_valid_is_a_400_with_the_same_results(deployment: Deployment) -> None:
     _, base_url = deployment.start_api()
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with api(base_url, timeout=10) as http:
         response = http.post("/api/activities/batch", json={"activities": [{"userId": "u"}, {"action": "a"}]})
         assert response.status_code == 400
         assert response.headers["content-type"] == "application/problem+json"
@@ -78,7 +78,7 @@ def test_resending_the_same_event_stores_it_once(deployment: Deployment) -> None
     deployment.start_consumer()
     _, base_url = deployment.start_api()
     who = user()
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+    with api(base_url, timeout=30) as http:
         for _ in range(3):
             single = http.post("/api/activities", json={"userId": who, "action": "a", "id": f"{who}-body"})
             keyed = http.post(
@@ -110,7 +110,7 @@ def test_resending_the_same_event_stores_it_once(deployment: Deployment) -> None
     # 15 posts of 5 distinct events: once all are stored the count must stay at 5, however long we wait.
     wait_until(lambda: total(base_url, userId=who) >= 5, 60, "the events to be stored", logs=deployment.logs)
     marker = {"userId": who, "action": "marker", "id": f"{who}-marker"}
-    assert httpx.post(f"{base_url}/api/activities", json=marker).status_code == 202
+    assert post(base_url, "/api/activities", json=marker).status_code == 202
     wait_until(lambda: total(base_url, userId=who) >= 6, 60, "the marker to be stored", logs=deployment.logs)
     assert total(base_url, userId=who) == 6
 
@@ -118,7 +118,7 @@ def test_resending_the_same_event_stores_it_once(deployment: Deployment) -> None
 def test_bodies_over_the_limit_get_413_before_parsing_and_non_json_gets_415(deployment: Deployment) -> None:
     _, base_url = deployment.start_api(INGEST_MAX_EVENT_BYTES="2048", INGEST_MAX_BATCH_BYTES="8192")
     big = {"userId": "u", "action": "a", "metadata": {"blob": "x" * 3000}}
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with api(base_url, timeout=10) as http:
         single = http.post("/api/activities", json=big)
         assert single.status_code == 413
         assert single.headers["content-type"] == "application/problem+json"
@@ -161,7 +161,7 @@ def test_bodies_over_the_limit_get_413_before_parsing_and_non_json_gets_415(depl
 def test_too_many_items_is_413(deployment: Deployment) -> None:
     _, base_url = deployment.start_api(INGEST_MAX_BATCH_ITEMS="3")
     items = [{"userId": "u", "action": "a"}] * 4
-    response = httpx.post(f"{base_url}/api/activities/batch", json={"activities": items}, timeout=10)
+    response = post(base_url, "/api/activities/batch", json={"activities": items}, timeout=10)
     assert response.status_code == 413
     assert response.json()["limit"] == 3
 
@@ -176,23 +176,23 @@ def test_sent_at_corrects_the_client_clock(deployment: Deployment) -> None:
         "timestamp": "2020-01-01T00:00:00Z",
         "sentAt": "2020-01-01T00:00:10Z",
     }
-    response = httpx.post(f"{base_url}/api/activities", json=skewed, timeout=10)
+    response = post(base_url, "/api/activities", json=skewed, timeout=10)
     assert response.status_code == 202
     event_id = response.json()["id"]
     wait_until(
-        lambda: httpx.get(f"{base_url}/api/activities/{event_id}").status_code == 200,
+        lambda: get(base_url, f"/api/activities/{event_id}").status_code == 200,
         60,
         "the event to be stored",
         logs=deployment.logs,
     )
-    stored = httpx.get(f"{base_url}/api/activities/{event_id}").json()
+    stored = get(base_url, f"/api/activities/{event_id}").json()
     assert stored["originalTimestamp"] == "2020-01-01T00:00:00.000Z"
     assert stored["sentAt"] == "2020-01-01T00:00:10.000Z"
     lag = from_iso(stored["receivedAt"]) - from_iso(stored["timestamp"])
     assert lag.total_seconds() == 10
 
-    future = httpx.post(
-        f"{base_url}/api/activities", json={"userId": "u", "action": "a", "timestamp": "2999-01-01T00:00:00Z"}
+    future = post(
+        base_url, "/api/activities", json={"userId": "u", "action": "a", "timestamp": "2999-01-01T00:00:00Z"}
     )
     assert future.status_code == 400
     assert future.json()["errors"][0]["field"] == "timestamp"
@@ -203,10 +203,10 @@ def test_503_with_retry_after_while_kafka_is_down_and_202_once_it_is_back(
 ) -> None:
     _, base_url = deployment.start_api(INGEST_PUBLISH_TIMEOUT_SECONDS="2")
     event = {"userId": user(), "action": "a"}
-    assert httpx.post(f"{base_url}/api/activities", json=event, timeout=10).status_code == 202
+    assert post(base_url, "/api/activities", json=event, timeout=10).status_code == 202
     stack.stop("kafka")
     try:
-        with httpx.Client(base_url=base_url, timeout=10) as http:
+        with api(base_url, timeout=10) as http:
             for _ in range(3):
                 down = http.post("/api/activities", json=event)
                 assert down.status_code == 503, down.text
@@ -221,7 +221,7 @@ def test_503_with_retry_after_while_kafka_is_down_and_202_once_it_is_back(
         stack.start("kafka")
 
     def accepted_again() -> bool:
-        return httpx.post(f"{base_url}/api/activities", json=event, timeout=10).status_code == 202
+        return post(base_url, "/api/activities", json=event, timeout=10).status_code == 202
 
     wait_until(accepted_again, 60, "the API to accept again after Kafka came back", logs=deployment.logs)
 
@@ -236,7 +236,7 @@ def rss_kib(pid: int) -> int:
 def test_overload_gets_503_at_once_and_memory_stays_bounded(deployment: Deployment) -> None:
     api, base_url = deployment.start_api(INGEST_MAX_IN_FLIGHT_EVENTS="300")
     batch = {"activities": [{"userId": f"u{i}", "action": "flood", "metadata": {"i": i}} for i in range(100)]}
-    with httpx.Client(base_url=base_url, timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+    with api(base_url, timeout=30, limits=httpx.Limits(max_connections=64)) as http:
         http.post("/api/activities/batch", json=batch)  # warm up
         before = rss_kib(api.pid)
         with ThreadPoolExecutor(48) as pool:

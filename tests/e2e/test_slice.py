@@ -7,9 +7,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from tests.e2e.processes import Deployment, post_all, total, wait_until
+from tests.e2e.processes import Deployment, api, post_all, total, wait_until
 
 BASE = datetime(2026, 6, 1, tzinfo=UTC)
 USERS = [f"user-{i}" for i in range(5)]
@@ -45,7 +43,7 @@ def test_posted_activities_are_stored_and_queryable(deployment: Deployment) -> N
 
     wait_until(lambda: total(base_url) == len(items), 60, "every activity to be stored", logs=deployment.logs)
 
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with api(base_url, timeout=10) as http:
         # Defaults and shape of the original contract.
         body = http.get("/api/activities").json()
         assert (body["page"], body["limit"], body["total"], body["totalPages"]) == (1, 10, 300, 30)
@@ -106,7 +104,7 @@ def test_posted_activities_are_stored_and_queryable(deployment: Deployment) -> N
 
 def test_invalid_requests_get_a_problem_naming_every_field(deployment: Deployment) -> None:
     _, base_url = deployment.start_api()
-    with httpx.Client(base_url=base_url, timeout=10) as http:
+    with api(base_url, timeout=10) as http:
         cases: list[tuple[Any, set[str]]] = [
             ({}, {"userId", "action"}),
             ({"userId": "", "action": "x"}, {"userId"}),
