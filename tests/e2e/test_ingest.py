@@ -234,16 +234,16 @@ def rss_kib(pid: int) -> int:
 
 
 def test_overload_gets_503_at_once_and_memory_stays_bounded(deployment: Deployment) -> None:
-    api, base_url = deployment.start_api(INGEST_MAX_IN_FLIGHT_EVENTS="300")
+    api_process, base_url = deployment.start_api(INGEST_MAX_IN_FLIGHT_EVENTS="300")
     batch = {"activities": [{"userId": f"u{i}", "action": "flood", "metadata": {"i": i}} for i in range(100)]}
     with api(base_url, timeout=30, limits=httpx.Limits(max_connections=64)) as http:
         http.post("/api/activities/batch", json=batch)  # warm up
-        before = rss_kib(api.pid)
+        before = rss_kib(api_process.pid)
         with ThreadPoolExecutor(48) as pool:
             codes = list(
                 pool.map(lambda _: http.post("/api/activities/batch", json=batch).status_code, range(600))
             )
-        after = rss_kib(api.pid)
+        after = rss_kib(api_process.pid)
     assert set(codes) <= {202, 503}
     assert codes.count(503) > 0, "the in-flight bound was never reached"
     assert codes.count(202) > 0
