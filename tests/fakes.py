@@ -7,8 +7,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import DeadLetter
 from activity_service.domain.errors import PublishUnavailable
-from activity_service.domain.ports import ActivityRepository, Clock, EventPublisher, IdGenerator, StoreOutcome
+from activity_service.domain.ports import (
+    ActivityRepository,
+    Clock,
+    DeadLetterLog,
+    EventPublisher,
+    IdGenerator,
+    StoreOutcome,
+)
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -70,6 +78,12 @@ class InMemoryRepository(ActivityRepository):
     async def get(self, activity_id: str) -> Activity | None:
         return self.documents.get(activity_id)
 
+    async def purge_before(self, cutoff: datetime) -> int:
+        expired = [i for i, a in self.documents.items() if a.timestamp < cutoff]
+        for activity_id in expired:
+            del self.documents[activity_id]
+        return len(expired)
+
     async def find(self, query: ActivityQuery) -> ActivityPage:
         matching = [
             a
@@ -89,3 +103,17 @@ class InMemoryRepository(ActivityRepository):
 
     async def ping(self) -> None:
         return None
+
+
+class InMemoryDeadLetterLog(DeadLetterLog):
+    def __init__(self) -> None:
+        self.letters: dict[str, DeadLetter] = {}
+
+    async def add(self, letter: DeadLetter) -> None:
+        self.letters[letter.source] = letter
+
+    async def forget(self, event_ids: Sequence[str]) -> None:
+        self.letters = {k: v for k, v in self.letters.items() if v.event_id not in event_ids}
+
+    async def has_event(self, event_id: str) -> bool:
+        return any(letter.event_id == event_id for letter in self.letters.values())

@@ -14,22 +14,35 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.list_activities import ListActivities
 from activity_service.application.persist_activities import PersistActivities
+from activity_service.application.purge_expired import PurgeExpiredActivities
 from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
-from activity_service.infrastructure.kafka.consumer import Backoff, BatchReport, KafkaActivityConsumer
-from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
+from activity_service.application.replay_activities import ReplayActivities
+from activity_service.infrastructure.kafka.consumer import (
+    Backoff,
+    BatchReport,
+    DeliveryRecords,
+    KafkaActivityConsumer,
+)
+from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
 from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
 from activity_service.infrastructure.kafka.topics import ensure_topics
+from activity_service.infrastructure.mongo.delivery import MongoDeadLetterLog, MongoProgressLog
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
 from activity_service.infrastructure.settings import Settings
 from activity_service.infrastructure.system import SystemClock, Uuid7Ids
 
 log = logging.getLogger(__name__)
+
+# Collections beside the activities, in the same database.
+DEAD_LETTERS = "dead_letters"
+PROGRESS = "consumer_progress"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +78,19 @@ async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerServices:
+    loop: KafkaActivityConsumer
+    purge: PurgeExpiredActivities | None
+    """Set when retention is on and the database cannot expire events itself: run it periodically."""
+
+
 @asynccontextmanager
 async def consumer_service(
     settings: Settings, on_batch: Callable[[BatchReport], None] | None = None
-) -> AsyncIterator[KafkaActivityConsumer]:
+) -> AsyncIterator[ConsumerServices]:
     kafka = settings.kafka
     consumer = AIOKafkaConsumer(
-        kafka.topic,
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=kafka.consumer_group,
         client_id=f"{kafka.client_id}-consumer",
@@ -79,32 +98,61 @@ async def consumer_service(
         auto_offset_reset="earliest",
         max_poll_records=settings.consumer.max_batch_records,
     )
-    async with _mongo(settings) as repository, _producer(settings) as producer:
+    async with _mongo_database(settings) as database, _producer(settings) as producer:
+        repository = MongoActivityRepository(database[settings.mongodb.collection])
+        dead_letter_log = MongoDeadLetterLog(database[DEAD_LETTERS])
+        await repository.ensure_indexes()
+        await dead_letter_log.ensure_indexes()
+        server_expires = await repository.apply_retention(settings.retention.days)
+        loop = KafkaActivityConsumer(
+            consumer,
+            PersistActivities(repository).execute,
+            DeliveryRecords(
+                topic=KafkaDeadLetters(producer, kafka.dead_letter_topic),
+                log=dead_letter_log,
+                progress=MongoProgressLog(database[PROGRESS]),
+            ),
+            max_records=settings.consumer.max_batch_records,
+            fetch_timeout_ms=settings.consumer.fetch_timeout_ms,
+            backoff=Backoff(settings.consumer.retry_initial_seconds, settings.consumer.retry_max_seconds),
+            progress_interval_seconds=settings.consumer.progress_interval_seconds,
+            on_batch=on_batch,
+        )
+        consumer.subscribe([kafka.topic], listener=loop.rebalance_listener())
         await consumer.start()
         try:
-            yield KafkaActivityConsumer(
-                consumer,
-                PersistActivities(repository).execute,
-                KafkaDeadLetters(producer, dead_letter_topic(kafka.topic)),
-                max_records=settings.consumer.max_batch_records,
-                fetch_timeout_ms=settings.consumer.fetch_timeout_ms,
-                backoff=Backoff(settings.consumer.retry_initial_seconds, settings.consumer.retry_max_seconds),
-                on_batch=on_batch,
-            )
+            purge = None
+            if not server_expires:
+                purge = PurgeExpiredActivities(repository, SystemClock(), days=settings.retention.days)
+            yield ConsumerServices(loop=loop, purge=purge)
         finally:
             await consumer.stop()  # leaves the group, so the partitions move on at once
 
 
 @asynccontextmanager
+async def replay_service(settings: Settings) -> AsyncIterator[ReplayActivities]:
+    async with _mongo_database(settings) as database:
+        repository = MongoActivityRepository(database[settings.mongodb.collection])
+        await repository.ensure_indexes()
+        yield ReplayActivities(repository, MongoDeadLetterLog(database[DEAD_LETTERS]))
+
+
+@asynccontextmanager
 async def _mongo(settings: Settings) -> AsyncIterator[MongoActivityRepository]:
+    async with _mongo_database(settings) as database:
+        repository = MongoActivityRepository(database[settings.mongodb.collection])
+        await repository.ensure_indexes()
+        yield repository
+
+
+@asynccontextmanager
+async def _mongo_database(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     mongo = settings.mongodb
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         mongo.uri, tz_aware=True, serverSelectionTimeoutMS=mongo.timeout_ms, appname="activity-service"
     )
     try:
-        repository = MongoActivityRepository(client[mongo.database][mongo.collection])
-        await repository.ensure_indexes()
-        yield repository
+        yield client[mongo.database]
     finally:
         await client.close()
 
@@ -116,7 +164,7 @@ async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     try:
         await ensure_topics(
             kafka.bootstrap_servers,
-            [kafka.topic, dead_letter_topic(kafka.topic)],
+            [kafka.topic, kafka.dead_letter_topic],
             kafka.topic_partitions,
             kafka.replication_factor,
         )

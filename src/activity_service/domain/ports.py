@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -49,11 +50,35 @@ class ActivityRepository(Protocol):
 
     async def get(self, activity_id: str) -> Activity | None: ...
 
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Delete the activities whose timestamp is before ``cutoff``; return how many."""
+        ...
+
     async def find(self, query: ActivityQuery) -> ActivityPage: ...
 
     async def ping(self) -> None:
         """Raise when the store cannot be reached."""
         ...
+
+
+class DeadLetterLog(Protocol):
+    async def add(self, letter: DeadLetter) -> None:
+        """Record a dead letter; recording the same source twice keeps one record."""
+        ...
+
+    async def forget(self, event_ids: Sequence[str]) -> None:
+        """Drop the records of events that have since been stored (after a dead-letter replay)."""
+        ...
+
+    async def has_event(self, event_id: str) -> bool: ...
+
+
+class ProgressLog(Protocol):
+    async def record(self, progress: Sequence[PartitionProgress]) -> None:
+        """Record how far partitions are persisted; an older offset never overwrites a newer one."""
+        ...
+
+    async def read(self, topic: str) -> Sequence[PartitionProgress]: ...
 
 
 class Clock(Protocol):

@@ -26,6 +26,11 @@ class KafkaSettings(BaseSettings):
     client_id: str = "activity-service"
     producer_linger_ms: int = Field(default=2, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+    dlq_topic: str = Field(default="", description="Dead-letter topic; empty means '<topic>.dlq'.")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
 
 
 class MongoSettings(BaseSettings):
@@ -63,6 +68,16 @@ class ConsumerSettings(BaseSettings):
     fetch_timeout_ms: int = Field(default=500, ge=1)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
+    progress_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class RetentionSettings(BaseSettings):
+    model_config = _config("RETENTION_")
+
+    days: int = Field(
+        default=0, ge=0, description="Keep events this many days by their timestamp; 0 = forever."
+    )
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -74,3 +89,4 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)

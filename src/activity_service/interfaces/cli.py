@@ -1,4 +1,4 @@
-"""`activity-service api | consumer`: the entry points of the two processes."""
+"""`activity-service api | consumer | replay | dlq replay`: the entry points."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
+from activity_service.domain.times import from_iso
 from activity_service.infrastructure.settings import Settings
 
 
@@ -20,6 +24,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--host", help="interface to listen on (default: API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 8000)")
     commands.add_parser("consumer", help="consume the topic and store events in the database")
+    replay = commands.add_parser(
+        "replay",
+        help="re-read the topic (no consumer group, live consumers undisturbed) and store its events again; "
+        "idempotent, safe to run any number of times",
+    )
+    replay.add_argument(
+        "--from", dest="start", required=True, type=_time_or_earliest, help="ISO time or 'earliest'"
+    )
+    replay.add_argument(
+        "--to", dest="end", type=_time, help="ISO time (default: the topic's end when started)"
+    )
+    dlq = commands.add_parser("dlq", help="dead-letter topic tools")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_commands.add_parser(
+        "replay",
+        help="re-drive every dead letter through validation and storage (after a fix); reports the rest",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -32,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "api":
         return _serve_api(settings, args.host or settings.api.host, args.port or settings.api.port)
-    return _consume(settings)
+    if args.command == "consumer":
+        return _consume(settings)
+    if args.command == "replay":
+        return _replay(settings, settings.kafka.topic, args.start, args.end, dead_letters=False)
+    return _replay(settings, settings.kafka.dead_letter_topic, None, None, dead_letters=True)
 
 
 def _serve_api(settings: Settings, host: str, port: int) -> int:
@@ -57,6 +82,34 @@ def _consume(settings: Settings) -> int:
 
     asyncio.run(run_consumer(settings))
     return 0
+
+
+def _replay(
+    settings: Settings, topic: str, start: datetime | None, end: datetime | None, *, dead_letters: bool
+) -> int:
+    from activity_service.interfaces.worker.replay import replay
+
+    try:
+        asyncio.run(replay(settings, topic, start=start, end=end, dead_letters=dead_letters))
+    except (KafkaError, ValueError, PyMongoError) as exc:
+        print(
+            f"activity-service: replay failed: {type(exc).__name__}: {exc}. Check KAFKA_BOOTSTRAP_SERVERS, "
+            "KAFKA_TOPIC and MONGODB_URI (locally: make stack-up); replaying again is safe.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _time(value: str) -> datetime:
+    try:
+        return from_iso(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {value!r}") from None
+
+
+def _time_or_earliest(value: str) -> datetime | None:
+    return None if value == "earliest" else _time(value)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,17 @@ def decode(raw: bytes | None) -> Activity:
         raise InvalidActivity([FieldError("data", str(exc))]) from exc
 
 
+def event_id_of(raw: bytes | None) -> str | None:
+    """The event id a message carries, if it is readable enough to tell (for dead-letter records)."""
+    try:
+        envelope = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    event_id = data.get("id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) and len(event_id) <= 256 else None
+
+
 def _str(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str):

@@ -7,22 +7,26 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeAlias, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import InvalidActivity
-from activity_service.domain.ports import StoreOutcome
-from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode
+from activity_service.domain.ports import DeadLetterLog, ProgressLog, StoreOutcome
+from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode, event_id_of
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
 
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord  # aiokafka ships no type hints
 Store = Callable[[Sequence[Activity]], Awaitable[StoreOutcome]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,47 +47,72 @@ class BatchReport:
     dead_lettered: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRecords:
+    """Where the loop writes down dead letters (both copies) and its persist progress."""
+
+    topic: KafkaDeadLetters
+    log: DeadLetterLog
+    progress: ProgressLog
+
+
 class KafkaActivityConsumer:
     """At-least-once consumption with idempotent storage.
 
     For each batch from ``getmany``: decode every record (a record that cannot be decoded or breaks an
-    invariant is dead-lettered), store the rest with ``store`` (retrying with backoff for as long as
-    the outcome is unknown; events the store refuses for good are dead-lettered), then commit the next
-    offset of every partition in the batch. Nothing is committed past an event that is neither stored
-    nor dead-lettered.
+    invariant is dead-lettered), store the rest with ``store`` (retrying with backoff for as long as the
+    outcome is unknown; events the store refuses for good are dead-lettered), commit the next offset of
+    every partition in the batch, then record the progress. Nothing is committed past an event that is
+    neither stored nor dead-lettered. A rebalance waits for the batch in hand to be committed first.
     """
 
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
         store: Store,
-        dead_letters: KafkaDeadLetters,
+        delivery: DeliveryRecords,
         *,
         max_records: int,
         fetch_timeout_ms: int,
         backoff: Backoff,
+        progress_interval_seconds: float,
         on_batch: Callable[[BatchReport], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._store = store
-        self._dead_letters = dead_letters
+        self._delivery = delivery
         self._max_records = max_records
         self._fetch_timeout_ms = fetch_timeout_ms
         self._backoff = backoff
+        self._progress_interval = progress_interval_seconds
         self._on_batch = on_batch
+        self._batch_lock = asyncio.Lock()
+        self._last_received: dict[TopicPartition, datetime] = {}
+        self._last_progress = 0.0
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        """Pass to ``subscribe``: revoking partitions waits until the batch in hand is committed."""
+        return _FinishBatchFirst(self._batch_lock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             batches = await self._consumer.getmany(
                 timeout_ms=self._fetch_timeout_ms, max_records=self._max_records
             )
-            if not batches:
-                continue
-            report = await self._process(batches, stop)
-            if report is None:  # stopped while the store was still failing: commit nothing
-                return
-            await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
+            async with self._batch_lock:
+                if not batches:
+                    if loop.time() - self._last_progress >= self._progress_interval:
+                        self._last_progress = loop.time()
+                        await self._record_idle_progress()
+                    continue
+                report = await self._process(batches, stop)
+                if report is None:  # stopped while the store was still failing: commit nothing
+                    return
+                await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
+                self._last_progress = loop.time()
+                await self._record_progress(batches)
             if self._on_batch is not None:
                 self._on_batch(report)
 
@@ -92,53 +121,76 @@ class KafkaActivityConsumer:
     ) -> BatchReport | None:
         activities: list[Activity] = []
         sources: dict[str, Record] = {}
-        dead = 0
+        dead: list[tuple[Record, str, str]] = []
         for records in batches.values():
             for record in records:
                 try:
                     activity = decode(record.value)
                 except (UndecodableMessage, InvalidActivity) as exc:
-                    log.warning(
-                        "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
-                    )
-                    await self._dead_letters.send(record, type(exc).__name__, str(exc))
-                    dead += 1
+                    dead.append((record, type(exc).__name__, str(exc)))
                     continue
                 activities.append(activity)
                 sources[activity.id] = record
-        outcome = await self._store_until_known(activities, stop)
+                tp = TopicPartition(record.topic, record.partition)
+                if tp not in self._last_received or activity.received_at > self._last_received[tp]:
+                    self._last_received[tp] = activity.received_at
+        outcome = await self._until_known(
+            lambda: self._store(activities), f"storing {len(activities)} events", stop
+        )
         if outcome is None:
             return None
-        for event_id, reason in outcome.rejected.items():
-            log.warning("the store refused event %s for good, dead-lettering it: %s", event_id, reason)
-            await self._dead_letters.send(sources[event_id], "RejectedByStore", reason)
+        dead += [
+            (sources[event_id], "RejectedByStore", reason) for event_id, reason in outcome.rejected.items()
+        ]
+        for record, error_type, reason in dead:
+            log.warning(
+                "dead-lettering %s[%d]@%d (%s): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error_type,
+                reason,
+            )
+            if await self._until_known(
+                partial(self._dead_letter, record, error_type, reason), "dead-lettering", stop
+            ):
+                continue
+            return None
         return BatchReport(
             records=sum(len(r) for r in batches.values()),
             inserted=outcome.inserted,
             duplicates=outcome.duplicates,
-            dead_lettered=dead + len(outcome.rejected),
+            dead_lettered=len(dead),
         )
 
-    async def _store_until_known(
-        self, activities: Sequence[Activity], stop: asyncio.Event
-    ) -> StoreOutcome | None:
+    async def _dead_letter(self, record: Record, error_type: str, reason: str) -> bool:
+        await self._delivery.topic.send(record, error_type, reason)
+        source = f"{record.topic}:{record.partition}:{record.offset}"
+        letter = DeadLetter(source, event_id_of(record.value), error_type, reason[:1000], datetime.now(UTC))
+        await self._delivery.log.add(letter)
+        return True
+
+    async def _until_known(
+        self, operation: Callable[[], Awaitable[T]], what: str, stop: asyncio.Event
+    ) -> T | None:
+        """Retry ``operation`` with backoff until it succeeds; None if ``stop`` is set before it does."""
         attempt = 0
         while True:
             try:
-                return await self._store(activities)
-            except Exception as exc:  # the outcome is unknown: retry the whole (idempotent) write
+                return await operation()
+            except Exception as exc:  # the outcome is unknown: retry the whole (idempotent) operation
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 log.warning(
-                    "storing %d events failed (attempt %d), retrying in %.2fs: %s: %s",
-                    len(activities),
+                    "%s failed (attempt %d), retrying in %.2fs: %s: %s",
+                    what,
                     attempt,
                     delay,
                     type(exc).__name__,
                     exc,
                 )
             if stop.is_set():
-                log.warning("stopping with %d events not stored; they stay uncommitted", len(activities))
+                log.warning("stopping while %s still fails; the batch stays uncommitted", what)
                 return None
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -148,9 +200,61 @@ class KafkaActivityConsumer:
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved to another consumer during the batch. The events are stored, so the new
             # owner re-reading them only meets duplicates: log and go on rather than crash.
             log.warning(
                 "commit refused after a rebalance (events are stored; redelivery is harmless): %s", exc
             )
+
+    async def _record_progress(self, batches: dict[TopicPartition, list[Record]]) -> None:
+        now = datetime.now(UTC)
+        progress = []
+        for tp, records in batches.items():
+            if not records:
+                continue
+            next_offset = records[-1].offset + 1
+            highwater = self._consumer.highwater(tp)
+            caught_up = highwater is not None and next_offset >= highwater
+            progress.append(
+                PartitionProgress(
+                    tp.topic, tp.partition, next_offset, self._last_received.get(tp), caught_up, now
+                )
+            )
+        await self._write_progress(progress)
+
+    async def _record_idle_progress(self) -> None:
+        """With nothing to read, every caught-up partition is complete up to now: say so, so that
+        readers can tell "no new events" from "not stored yet"."""
+        now = datetime.now(UTC)
+        progress = []
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self._consumer.position(tp)
+            if position >= highwater:
+                progress.append(
+                    PartitionProgress(
+                        tp.topic, tp.partition, position, self._last_received.get(tp), True, now
+                    )
+                )
+        await self._write_progress(progress)
+
+    async def _write_progress(self, progress: list[PartitionProgress]) -> None:
+        try:
+            await self._delivery.progress.record(progress)
+        except Exception as exc:  # progress only informs readers; the next batch records it again
+            log.warning("could not record persist progress: %s: %s", type(exc).__name__, exc)
+
+
+class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, batch_lock: asyncio.Lock) -> None:
+        self._batch_lock = batch_lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._batch_lock:  # the loop commits before it lets go of the lock
+            log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -10,10 +10,6 @@ from aiokafka.structs import ConsumerRecord
 from activity_service.domain.times import to_iso
 
 
-def dead_letter_topic(topic: str) -> str:
-    return f"{topic}.dlq"
-
-
 class KafkaDeadLetters:
     """Copies a message, key and value untouched, to the dead-letter topic with headers saying why.
 

@@ -36,3 +36,16 @@ async def ensure_topics(
                 log.info("created Kafka topic %s with %d partitions", topic, partitions)
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
+    """The topic's partition numbers; ValueError when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="activity-service-admin")
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description["error_code"] != 0 or not description["partitions"]:
+        raise ValueError(f"topic {topic!r} does not exist (error code {description['error_code']})")
+    return sorted(p["partition"] for p in description["partitions"])

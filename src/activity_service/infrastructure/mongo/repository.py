@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -29,6 +30,8 @@ from activity_service.domain.query import ActivityPage, ActivityQuery
 Document = dict[str, Any]
 
 DUPLICATE_KEY = 11000
+NOT_IMPLEMENTED = 238
+TTL_INDEX = "timestamp_ttl"
 SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 # One index per filter, each ending in the sort keys so that filter + sort is one index range.
 INDEXES = [
@@ -61,6 +64,38 @@ class MongoActivityRepository:
             except (AutoReconnect, OperationFailure):
                 if attempt == 2:
                     raise
+
+    async def apply_retention(self, days: int) -> bool:
+        """Make the server expire events ``days`` after their timestamp (0: never) with a TTL index.
+
+        Returns False when the server has no TTL indexes (FerretDB answers NotImplemented): then the
+        caller purges with ``purge_before`` instead."""
+        existing = {index["name"]: index async for index in await self._collection.list_indexes()}
+        ttl = existing.get(TTL_INDEX)
+        if days == 0:
+            if ttl is not None:
+                await self._collection.drop_index(TTL_INDEX)
+            return True
+        seconds = days * 86_400
+        if ttl is not None:
+            if ttl.get("expireAfterSeconds") != seconds:
+                await self._collection.database.command(
+                    "collMod", self._collection.name, index={"name": TTL_INDEX, "expireAfterSeconds": seconds}
+                )
+            return True
+        try:
+            await self._collection.create_indexes(
+                [IndexModel([("timestamp", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds)]
+            )
+        except OperationFailure as exc:
+            if exc.code == NOT_IMPLEMENTED:
+                return False
+            raise
+        return True
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        result = await self._collection.delete_many({"timestamp": {"$lt": cutoff}})
+        return result.deleted_count
 
     async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
         documents = [to_document(a) for a in activities]

@@ -6,9 +6,11 @@ SIGTERM or SIGINT: stop fetching, finish and commit the batch in hand, leave the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
+from activity_service.application.purge_expired import PurgeExpiredActivities
 from activity_service.bootstrap import consumer_service
 from activity_service.infrastructure.kafka.consumer import BatchReport
 from activity_service.infrastructure.settings import Settings
@@ -21,7 +23,7 @@ async def run_consumer(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with consumer_service(settings, on_batch=_log_batch) as consumer:
+    async with consumer_service(settings, on_batch=_log_batch) as services:
         log.info(
             "consuming %s as group %s into %s.%s",
             settings.kafka.topic,
@@ -29,8 +31,35 @@ async def run_consumer(settings: Settings) -> None:
             settings.mongodb.database,
             settings.mongodb.collection,
         )
-        await consumer.run(stop)
+        purging = None
+        if services.purge is not None:
+            log.info(
+                "the database cannot expire events itself: purging those older than %d days every %gs",
+                settings.retention.days,
+                settings.retention.purge_interval_seconds,
+            )
+            purging = asyncio.create_task(_purge_periodically(services.purge, settings, stop))
+        try:
+            await services.loop.run(stop)
+        finally:
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
     log.info("consumer stopped cleanly")
+
+
+async def _purge_periodically(purge: PurgeExpiredActivities, settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            deleted = await purge.execute()
+            log.info("retention: purged %d events older than %d days", deleted, settings.retention.days)
+        except Exception as exc:  # a failed purge is retried at the next interval; consuming goes on
+            log.warning(
+                "retention purge failed, retrying in %gs: %s", settings.retention.purge_interval_seconds, exc
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.retention.purge_interval_seconds)
 
 
 def _log_batch(report: BatchReport) -> None:

@@ -1,0 +1,62 @@
+"""Replay: store again what the event log holds. Safe any number of times, since writes are idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+
+from activity_service.domain.delivery import ReadBatch
+from activity_service.domain.ports import ActivityRepository, DeadLetterLog
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.read} events read: {self.inserted} stored, {self.duplicates} already stored, "
+            f"{len(self.rejected)} refused by the database, {len(self.unreadable)} unreadable"
+        )
+
+
+class ReplayActivities:
+    """Re-persist every event the batches carry.
+
+    Events already stored count as duplicates and change nothing; events the store refuses and messages
+    that cannot be read are reported, never dropped silently (they stay on their topic). With
+    ``forget_dead_letters`` (a dead-letter replay) the dead-letter records of events now stored are
+    removed, so their status reads "persisted".
+    """
+
+    def __init__(self, repository: ActivityRepository, dead_letters: DeadLetterLog) -> None:
+        self._repository = repository
+        self._dead_letters = dead_letters
+
+    async def execute(
+        self,
+        batches: AsyncIterable[ReadBatch],
+        *,
+        forget_dead_letters: bool = False,
+        on_progress: Callable[[ReplayReport], None] | None = None,
+    ) -> ReplayReport:
+        report = ReplayReport()
+        async for batch in batches:
+            report.read += len(batch.activities) + len(batch.unreadable)
+            report.unreadable.extend(batch.unreadable)
+            if batch.activities:
+                outcome = await self._repository.add_many(batch.activities)
+                report.inserted += outcome.inserted
+                report.duplicates += outcome.duplicates
+                report.rejected.update(outcome.rejected)
+                if forget_dead_letters:
+                    await self._dead_letters.forget(
+                        [a.id for a in batch.activities if a.id not in outcome.rejected]
+                    )
+            if on_progress is not None:
+                on_progress(report)
+        return report

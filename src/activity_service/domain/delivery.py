@@ -1,0 +1,53 @@
+"""What the consumer records about delivery: dead letters and how far each partition is persisted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from activity_service.domain.activity import Activity
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that can never be stored, copied to the dead-letter topic and recorded here.
+
+    ``event_id`` is known when the message was readable enough to carry one. ``source`` names where it
+    came from (``topic:partition:offset``), which is unique, so recording it twice records it once.
+    """
+
+    source: str
+    event_id: str | None
+    error_type: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """How far one partition is persisted: every event before ``next_offset`` is stored (or dead-lettered).
+
+    ``last_received_at`` is when the newest of them reached the API. ``caught_up`` says the consumer had
+    read everything the partition held when it recorded this, at ``recorded_at``: then nothing received
+    before ``recorded_at`` is still missing from this partition.
+    """
+
+    topic: str
+    partition: int
+    next_offset: int
+    last_received_at: datetime | None
+    caught_up: bool
+    recorded_at: datetime
+
+    @property
+    def complete_until(self) -> datetime | None:
+        """Everything this partition received before this time is persisted."""
+        return self.recorded_at if self.caught_up else self.last_received_at
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBatch:
+    """Events read again from the log (for a replay): those that decode, and why the others did not."""
+
+    activities: tuple[Activity, ...]
+    unreadable: tuple[str, ...] = ()
