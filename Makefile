@@ -13,7 +13,7 @@ STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install stack-up stack-down stack-status run lint typecheck imports check test
+.PHONY: help install deps-system stack-up stack-down stack-status run lint typecheck imports check test bench bench-quick
 
 help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
+
+# System packages the tests need beyond Python: redis-server (shared rate limits). Idempotent.
+deps-system:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 stack-up:
 	@bash scripts/stack.sh up
@@ -53,5 +57,13 @@ imports: install
 
 check: lint typecheck imports
 
-test: install stack-up check
+test: deps-system install stack-up check
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/README.md): the full run (~10 minutes) writes bench/results/latest.md and latest.json;
+# the quick one (under a minute, proves the harness works) writes to a temporary directory it prints.
+bench: install stack-up
+	$(STACK_ENV) $(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: install stack-up
+	$(STACK_ENV) $(BIN)/python -m bench --quick $(BENCH_ARGS)

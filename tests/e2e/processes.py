@@ -71,6 +71,9 @@ class Deployment:
             LOG_LEVEL="INFO",
             AUTH_ENABLED="true",
             AUTH_API_KEYS=API_KEYS,
+            # Limits no functional test reaches; security tests set their own.
+            RATE_LIMIT_EVENTS_PER_SECOND="1000000",
+            RATE_LIMIT_BURST="1000000",
         )
         env.update(self.extra_env)
         env.update(overrides)

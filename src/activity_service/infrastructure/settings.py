@@ -5,10 +5,14 @@ Every variable is listed with its default in .env.example.
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import ipaddress
+import json
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -47,6 +51,31 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.",
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins a browser may call the API from; none by default."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for entry in _comma_list(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in _comma_list(self.trusted_proxies))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.rstrip("/") for origin in _comma_list(self.cors_origins)]
 
 
 class IngestSettings(BaseSettings):
@@ -80,6 +109,101 @@ class RetentionSettings(BaseSettings):
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+ApiScope = Literal["activities:write", "activities:read"]
+MIN_KEY_LENGTH = 16
+
+
+class ApiKey(BaseModel):
+    """One entry of AUTH_API_KEYS. ``name`` identifies the client (logs, rate-limit budget); the secret is
+    the key itself or, so that the configuration need not hold it, its SHA-256 in hex."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+    key: SecretStr | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    scopes: tuple[ApiScope, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError(f"key {self.name!r}: give exactly one of `key` and `sha256`")
+        if self.key is not None and len(self.key.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"key {self.name!r}: a key must be at least {MIN_KEY_LENGTH} characters")
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the key: the only form in which the service keeps it."""
+        if self.key is not None:
+            return hashlib.sha256(self.key.get_secret_value().encode()).digest()
+        assert self.sha256 is not None
+        return bytes.fromhex(self.sha256)
+
+
+class AuthSettings(BaseSettings):
+    """API keys. AUTH_API_KEYS holds secrets: give it from a secret store, never commit it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTH_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
+
+    enabled: bool = True
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(
+        default=[], description='JSON list of {"name", "key" or "sha256", "scopes"}.'
+    )
+    protect_docs: bool = False
+    protect_metrics: bool = False
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _from_json(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return []
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:  # the message must not echo the value: it holds secrets
+            raise ValueError(
+                f'not valid JSON ({exc.msg} at character {exc.pos}); expected a list of {{"name": ..., '
+                '"key": ... or "sha256": ..., "scopes": ["activities:write", "activities:read"]}'
+            ) from None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AuthSettings:
+        names = [k.name for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("two API keys have the same name")
+        if len({k.digest for k in self.api_keys}) != len(self.api_keys):
+            raise ValueError("the same API key is configured twice")
+        return self
+
+
+class RateLimitSettings(BaseSettings):
+    """A token bucket per API key (per client address when auth is off)."""
+
+    model_config = _config("RATE_LIMIT_")
+
+    enabled: bool = True
+    events_per_second: float = Field(default=1000.0, gt=0)
+    burst: int = Field(default=2000, ge=1)
+    storage_uri: str = Field(
+        default="memory://", description="memory:// (this process) or redis://host:port/db (shared)."
+    )
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("memory", "redis", "rediss"):
+            raise ValueError("must be memory:// or a redis:// (rediss://) URI")
+        return value
+
+
+def _comma_list(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
 class Settings(BaseSettings):
     model_config = _config("")
 
@@ -90,3 +214,5 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)

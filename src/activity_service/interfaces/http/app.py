@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from activity_service import __version__
 from activity_service.bootstrap import api_services
@@ -13,16 +14,24 @@ from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, problems
 from activity_service.interfaces.http.guard import IngestGuard
 from activity_service.interfaces.http.routes import activities, health
+from activity_service.interfaces.http.security.gate import ApiGate
+from activity_service.interfaces.http.security.headers import SecurityHeaders
+from activity_service.interfaces.http.security.policy import HttpSecurity
 
 DESCRIPTION = """
 Ingest API for user-activity events. `POST` answers **202** only once Kafka acknowledged the event; a
 separate consumer stores it in MongoDB shortly after, idempotently by event id. Errors are
 `application/problem+json` (RFC 9457).
+
+Every `/api` route needs an API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`: scope
+`activities:write` to POST, `activities:read` to GET. Each client has a token bucket: a request costs one
+token, a batch one per event; answers carry `RateLimit` and `RateLimit-Policy`, and 429 `Retry-After`.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
+    security = HttpSecurity.from_settings(settings.auth, settings.api)  # refuses an open API by mistake
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,7 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # docs.install serves it, behind a key when AUTH_PROTECT_DOCS is set
     )
+    app.state.security = security
+    # The last added runs first: security headers on every answer, CORS preflights answered before the
+    # gate asks for a key, and the key checked before the body is looked at.
     app.add_middleware(
         IngestGuard,
         limits={
@@ -45,8 +58,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/api/activities/batch": settings.ingest.max_batch_bytes,
         },
     )
+    app.add_middleware(ApiGate, security=security, per_event_paths={"/api/activities/batch"})
+    if origins := settings.api.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "RateLimit", "RateLimit-Policy"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
     problems.install(app)
     app.include_router(activities.router)
     app.include_router(health.router)
-    docs.install(app)
+    docs.install(app, protect=security.protect_docs)
     return app

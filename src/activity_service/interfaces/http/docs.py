@@ -1,25 +1,60 @@
-"""Swagger UI served from the installed swagger-ui bundle, not a CDN, so /docs works offline."""
+"""Swagger UI served from the installed swagger-ui bundle, not a CDN, so /docs works offline.
+
+The page is rendered once; its Content-Security-Policy allows scripts and styles from this origin and,
+by its hash, the one inline script that starts the UI, and nothing from anywhere else. With
+AUTH_PROTECT_DOCS=true, /docs and /openapi.json need a valid API key (any scope).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
+from activity_service.interfaces.http.security.auth import document, key_required
+
 STATIC = "/docs/static"
+OPENAPI = "/openapi.json"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, protect: bool = False) -> None:
+    """Serves /docs and /openapi.json; create the app with ``openapi_url=None`` so these are the only ones."""
     app.mount(STATIC, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    page = get_swagger_ui_html(
+        openapi_url=OPENAPI,
+        title=f"{app.title} - API docs",
+        swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public validator
+    )
+    headers = {"Content-Security-Policy": docs_csp(bytes(page.body).decode())}
+    guard = key_required(protect)
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get(OPENAPI, include_in_schema=False, dependencies=guard)
+    async def openapi() -> JSONResponse:
+        if app.openapi_schema is None:
+            document(app.openapi())  # app.openapi() caches the document it returns
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} - API docs",
-            swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
-            swagger_css_url=f"{STATIC}/swagger-ui.css",
-            swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
-        )
+        return HTMLResponse(page.body, headers=headers)
+
+
+def docs_csp(html: str) -> str:
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(html)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )

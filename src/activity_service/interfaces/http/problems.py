@@ -70,9 +70,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PublishUnavailable)
     async def _unavailable(_: Request, exc: PublishUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc.reason)
+        # Only the reason's own words: the broker's error after the colon can name internal hosts.
+        reason = exc.reason.split(":", 1)[0]
         return problem(
             503,
-            f"Nothing was accepted: {exc.reason}. Retry later; resending with the same id is safe.",
+            f"Nothing was accepted: {reason}. Retry later; resending with the same id is safe.",
             headers={"Retry-After": str(exc.retry_after)},
         )
 

@@ -56,7 +56,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    checks: dict[str, str] = Field(description="`ok`, or why the dependency failed.")
+    checks: dict[str, str] = Field(description="`ok` or `unavailable` for each dependency (why: in the log).")
 
 
 def field_errors(raw: Sequence[Any]) -> list[FieldError]:

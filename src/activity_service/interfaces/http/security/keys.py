@@ -1,0 +1,63 @@
+"""API keys: which client is calling and what it may do.
+
+Keys are held only as SHA-256 digests. A presented key is hashed and compared with every configured digest
+with ``hmac.compare_digest`` and no early exit, so the time taken says nothing about the keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from activity_service.infrastructure.settings import ApiKey
+
+WRITE = "activities:write"
+READ = "activities:read"
+ALL_SCOPES = frozenset({WRITE, READ})
+# Longer than any key anyone configures; bounds the hashing work a request can cause.
+MAX_PRESENTED_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is calling: an API key's name, or the client address when auth is off."""
+
+    name: str
+    scopes: frozenset[str]
+    bucket: str
+    """Whose rate-limit budget the request spends."""
+
+    @classmethod
+    def for_key(cls, name: str, scopes: Iterable[str]) -> Client:
+        return cls(name=name, scopes=frozenset(scopes), bucket=f"key:{name}")
+
+    @classmethod
+    def anonymous(cls, address: str | None) -> Client:
+        return cls(name="anonymous", scopes=ALL_SCOPES, bucket=f"address:{address or 'unknown'}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    client: Client
+
+
+class ApiKeys:
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._entries = tuple(_Entry(k.digest, Client.for_key(k.name, k.scopes)) for k in keys)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def identify(self, presented: str) -> Client | None:
+        """The client holding ``presented``, or None when no configured key matches."""
+        if len(presented) > MAX_PRESENTED_LENGTH:
+            return None
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for entry in self._entries:
+            if hmac.compare_digest(digest, entry.digest):
+                found = entry.client
+        return found
