@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter
+from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import PublishUnavailable
 from activity_service.domain.ports import (
     ActivityRepository,
@@ -15,6 +15,7 @@ from activity_service.domain.ports import (
     DeadLetterLog,
     EventPublisher,
     IdGenerator,
+    ProgressLog,
     StoreOutcome,
 )
 from activity_service.domain.query import ActivityPage, ActivityQuery
@@ -94,11 +95,17 @@ class InMemoryRepository(ActivityRepository):
             and (query.end is None or a.timestamp <= query.end)
         ]
         matching.sort(key=lambda a: (a.timestamp, a.id), reverse=True)
+        total = len(matching)
+        if query.after is not None:
+            position = (query.after.timestamp, query.after.id)
+            matching = [a for a in matching if (a.timestamp, a.id) < position]
+        window = matching[query.skip : query.skip + query.limit + 1]
         return ActivityPage(
-            items=matching[query.skip : query.skip + query.limit],
-            total=len(matching),
+            items=window[: query.limit],
+            total=total if query.count_total else None,
             page=query.page,
             limit=query.limit,
+            has_more=len(window) > query.limit,
         )
 
     async def ping(self) -> None:
@@ -117,3 +124,17 @@ class InMemoryDeadLetterLog(DeadLetterLog):
 
     async def has_event(self, event_id: str) -> bool:
         return any(letter.event_id == event_id for letter in self.letters.values())
+
+
+class InMemoryProgressLog(ProgressLog):
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], PartitionProgress] = {}
+
+    async def record(self, progress: Sequence[PartitionProgress]) -> None:
+        for p in progress:
+            stored = self.records.get((p.topic, p.partition))
+            if stored is None or stored.next_offset <= p.next_offset:
+                self.records[(p.topic, p.partition)] = p
+
+    async def read(self, topic: str) -> Sequence[PartitionProgress]:
+        return [p for (t, _), p in self.records.items() if t == topic]

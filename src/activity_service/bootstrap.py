@@ -18,9 +18,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.get_activity import GetActivity
+from activity_service.application.get_event_status import GetEventStatus
 from activity_service.application.list_activities import ListActivities
 from activity_service.application.persist_activities import PersistActivities
 from activity_service.application.purge_expired import PurgeExpiredActivities
+from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
 from activity_service.application.replay_activities import ReplayActivities
@@ -35,6 +37,7 @@ from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
 from activity_service.infrastructure.kafka.topics import ensure_topics
 from activity_service.infrastructure.mongo.delivery import MongoDeadLetterLog, MongoProgressLog
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
+from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
 from activity_service.infrastructure.system import SystemClock, Uuid7Ids
 
@@ -52,17 +55,32 @@ class ApiServices:
     record_batch: RecordBatch
     list_activities: ListActivities
     get_activity: GetActivity
+    get_event_status: GetEventStatus
     readiness: CheckReadiness
+    rate_limiter: TokenBuckets | None
+    """The clients' token buckets; None when RATE_LIMIT_ENABLED is false."""
 
 
 @asynccontextmanager
 async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
-    async with _mongo(settings) as repository, _producer(settings) as producer:
+    async with (
+        _mongo_database(settings) as database,
+        _producer(settings) as producer,
+        _token_buckets(settings) as rate_limiter,
+    ):
         publisher = KafkaEventPublisher(
             producer,
             settings.kafka.topic,
             timeout_seconds=settings.ingest.publish_timeout_seconds,
             max_in_flight=settings.ingest.max_in_flight_events,
+        )
+        repository = await _activities(database, settings)
+        dead_letters = MongoDeadLetterLog(database[DEAD_LETTERS])
+        await dead_letters.ensure_indexes()
+        freshness = ReadFreshness(
+            MongoProgressLog(database[PROGRESS]),
+            settings.kafka.topic,
+            partitions=settings.kafka.topic_partitions,
         )
         yield ApiServices(
             settings=settings,
@@ -70,12 +88,34 @@ async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
             record_batch=RecordBatch(
                 publisher, SystemClock(), Uuid7Ids(), max_items=settings.ingest.max_batch_items
             ),
-            list_activities=ListActivities(repository),
+            list_activities=ListActivities(repository, freshness),
             get_activity=GetActivity(repository),
+            get_event_status=GetEventStatus(repository, dead_letters, freshness),
             readiness=CheckReadiness(
                 {"kafka": publisher.ping, "mongodb": repository.ping}, timeout_seconds=2.0
             ),
+            rate_limiter=rate_limiter,
         )
+
+
+@asynccontextmanager
+async def _token_buckets(settings: Settings) -> AsyncIterator[TokenBuckets | None]:
+    limits = settings.rate_limit
+    if not limits.enabled:
+        log.warning("RATE_LIMIT_ENABLED=false: clients are not rate limited")
+        yield None
+        return
+    buckets = TokenBuckets(limits.events_per_second, limits.burst, limits.storage_uri)
+    log.info(
+        "rate limit: %g events/s, burst %d, per %s",
+        limits.events_per_second,
+        limits.burst,
+        "deployment (shared through Redis)" if buckets.shared else "process",
+    )
+    try:
+        yield buckets
+    finally:
+        await buckets.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +139,8 @@ async def consumer_service(
         max_poll_records=settings.consumer.max_batch_records,
     )
     async with _mongo_database(settings) as database, _producer(settings) as producer:
-        repository = MongoActivityRepository(database[settings.mongodb.collection])
+        repository = await _activities(database, settings)
         dead_letter_log = MongoDeadLetterLog(database[DEAD_LETTERS])
-        await repository.ensure_indexes()
         await dead_letter_log.ensure_indexes()
         server_expires = await repository.apply_retention(settings.retention.days)
         loop = KafkaActivityConsumer(
@@ -132,17 +171,14 @@ async def consumer_service(
 @asynccontextmanager
 async def replay_service(settings: Settings) -> AsyncIterator[ReplayActivities]:
     async with _mongo_database(settings) as database:
-        repository = MongoActivityRepository(database[settings.mongodb.collection])
-        await repository.ensure_indexes()
+        repository = await _activities(database, settings)
         yield ReplayActivities(repository, MongoDeadLetterLog(database[DEAD_LETTERS]))
 
 
-@asynccontextmanager
-async def _mongo(settings: Settings) -> AsyncIterator[MongoActivityRepository]:
-    async with _mongo_database(settings) as database:
-        repository = MongoActivityRepository(database[settings.mongodb.collection])
-        await repository.ensure_indexes()
-        yield repository
+async def _activities(database: AsyncDatabase[dict[str, Any]], settings: Settings) -> MongoActivityRepository:
+    repository = MongoActivityRepository(database[settings.mongodb.collection])
+    await repository.ensure_indexes()
+    return repository
 
 
 @asynccontextmanager

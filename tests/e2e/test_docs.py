@@ -38,4 +38,6 @@ def test_swagger_ui_is_served_from_the_installed_bundle(deployment: Deployment) 
         "endDate",
         "page",
         "limit",
+        "cursor",
+        "includeTotal",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,3 +118,29 @@ async def test_indexes_are_created_idempotently(
     finally:
         await client.close()
     assert {"timestamp_id", "userId_timestamp_id", "action_timestamp_id"} <= names
+
+
+async def test_a_keyset_walk_over_ties_and_filters_matches_the_full_order(
+    repository: MongoActivityRepository,
+) -> None:
+    activities = [make(i, user=f"u{i % 2}", minutes=i // 4) for i in range(41)]  # 4 events per timestamp
+    await repository.add_many(activities)
+    for query in (
+        ActivityQuery(limit=5, count_total=False),
+        ActivityQuery(user_id="u1", limit=3, count_total=False),
+    ):
+        expected = sorted(
+            (a for a in activities if query.user_id in (None, a.user_id)),
+            key=lambda a: (a.timestamp, a.id),
+            reverse=True,
+        )
+        seen: list[str] = []
+        position = None
+        while True:
+            page = await repository.find(replace(query, after=position))
+            assert page.total is None
+            seen += [a.id for a in page.items]
+            position = page.next_position
+            if position is None:
+                break
+        assert seen == [a.id for a in expected]

@@ -6,11 +6,12 @@ from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.list_activities import ListActivities
 from activity_service.application.persist_activities import PersistActivities
+from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import ActivityDraft, RecordActivity
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import ActivityNotFound, InvalidActivity, PublishUnavailable
 from activity_service.domain.query import ActivityQuery, InvalidQuery
-from tests.fakes import FixedClock, InMemoryPublisher, InMemoryRepository, SequentialIds
+from tests.fakes import FixedClock, InMemoryProgressLog, InMemoryPublisher, InMemoryRepository, SequentialIds
 
 
 @pytest.fixture
@@ -87,9 +88,14 @@ async def test_persisting_nothing_is_a_no_op() -> None:
 async def test_listing_filters_and_pages_newest_first() -> None:
     repository = InMemoryRepository()
     await repository.add_many([activity(i, user="u1" if i % 2 else "u2", minutes=i) for i in range(10)])
-    page = await ListActivities(repository).execute(ActivityQuery(user_id="u1", page=2, limit=2))
+    freshness = ReadFreshness(InMemoryProgressLog(), "t", partitions=1)
+    listing = await ListActivities(repository, freshness).execute(
+        ActivityQuery(user_id="u1", page=2, limit=2)
+    )
+    page = listing.page
     assert [a.id for a in page.items] == ["e005", "e003"]
-    assert (page.total, page.total_pages) == (5, 3)
+    assert (page.total, page.total_pages, page.has_more) == (5, 3, True)
+    assert listing.fresh_until is None
 
 
 def test_queries_refuse_bad_pages_and_crossed_dates() -> None:

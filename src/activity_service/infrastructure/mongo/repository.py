@@ -25,7 +25,7 @@ from pymongo.errors import (
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
-from activity_service.domain.query import ActivityPage, ActivityQuery
+from activity_service.domain.query import ActivityPage, ActivityQuery, Position
 
 Document = dict[str, Any]
 
@@ -130,15 +130,25 @@ class MongoActivityRepository:
 
     async def find(self, query: ActivityQuery) -> ActivityPage:
         criteria = filter_for(query)
-        cursor = self._collection.find(criteria, sort=SORT, skip=query.skip, limit=query.limit)
+        # One row more than asked tells whether another page follows, without counting.
+        cursor = self._collection.find(
+            keyset_filter(criteria, query.after), sort=SORT, skip=query.skip, limit=query.limit + 1
+        )
         try:
-            documents, total = await asyncio.gather(
-                cursor.to_list(), self._collection.count_documents(criteria)
-            )
+            if query.count_total:
+                documents, total = await asyncio.gather(
+                    cursor.to_list(), self._collection.count_documents(criteria)
+                )
+            else:
+                documents, total = await cursor.to_list(), None
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         return ActivityPage(
-            items=[from_document(d) for d in documents], total=total, page=query.page, limit=query.limit
+            items=[from_document(d) for d in documents[: query.limit]],
+            total=total,
+            page=query.page,
+            limit=query.limit,
+            has_more=len(documents) > query.limit,
         )
 
     async def ping(self) -> None:
@@ -181,6 +191,23 @@ def filter_for(query: ActivityQuery) -> Document:
     if bounds:
         criteria["timestamp"] = bounds
     return criteria
+
+
+def keyset_filter(criteria: Document, position: Position | None) -> Document:
+    """Rows strictly after ``position`` in (timestamp desc, _id desc) order.
+
+    ``timestamp <= t`` bounds the index range (so the scan starts at the position, however deep); the
+    ``$or`` then drops the rows of the boundary timestamp that came before it.
+    """
+    if position is None:
+        return criteria
+    bounds = dict(criteria.get("timestamp", {}))
+    bounds["$lte"] = min(bounds.get("$lte", position.timestamp), position.timestamp)
+    return {
+        **criteria,
+        "timestamp": bounds,
+        "$or": [{"timestamp": {"$lt": position.timestamp}}, {"_id": {"$lt": position.id}}],
+    }
 
 
 def to_document(activity: Activity) -> Document:

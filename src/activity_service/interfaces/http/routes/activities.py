@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
+from activity_service.domain.times import to_iso
 from activity_service.infrastructure.kafka.codec import activity_to_dict
 from activity_service.interfaces.http.dependencies import Services, client_address
 from activity_service.interfaces.http.schemas.common import Problem
@@ -19,11 +20,29 @@ from activity_service.interfaces.http.schemas.ingest import (
     batch_body,
     parse_item,
 )
-from activity_service.interfaces.http.schemas.reads import ActivityList, ActivityOut, ListParams
-
-router = APIRouter(prefix="/api/activities", tags=["activities"])
+from activity_service.interfaces.http.schemas.reads import (
+    ActivityList,
+    ActivityOut,
+    EventStatusOut,
+    ListParams,
+    listing_body,
+)
+from activity_service.interfaces.http.security.auth import client_of
+from activity_service.interfaces.http.security.throttle import spend
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+# Every route here needs a key, activities:read to GET and activities:write to POST, and spends one
+# rate-limit token: the ApiGate middleware sees to it before a route runs (security/gate.py).
+router = APIRouter(
+    prefix="/api/activities",
+    tags=["activities"],
+    responses={
+        401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
+        403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
+        429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
+    },
+)
 
 
 @router.post(
@@ -81,10 +100,16 @@ async def record_activity(
         },
     },
 )
-async def record_batch(body: BatchIn, request: Request, services: Services) -> dict[str, Any]:
+async def record_batch(
+    body: BatchIn, request: Request, response: Response, services: Services
+) -> dict[str, Any]:
     """Each item is validated on its own. All valid items are published together, and the answer comes
     once Kafka acknowledged every one: `results` has one entry per item, in input order, `accepted` with
-    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint."""
+    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint.
+    Spends one rate-limit token per item (the first one at the gate); a batch larger than
+    RATE_LIMIT_BURST is a 413."""
+    tokens = await spend(services.rate_limiter, client_of(request), len(body.activities), prepaid=1)
+    response.headers.update(tokens)
     max_bytes = services.settings.ingest.max_event_bytes
     address = client_address(request)
     result = await services.record_batch.execute(
@@ -93,17 +118,31 @@ async def record_batch(body: BatchIn, request: Request, services: Services) -> d
     return batch_body(result)
 
 
-@router.get("", response_model=ActivityList, summary="List activities", responses={400: PROBLEM})
-async def list_activities(params: Annotated[ListParams, Query()], services: Services) -> dict[str, Any]:
-    """Newest `timestamp` first (ties by id). Answers `{data, total, page, limit, totalPages}`."""
-    page = await services.list_activities.execute(params.to_query())
-    return {
-        "data": [activity_to_dict(a) for a in page.items],
-        "total": page.total,
-        "page": page.page,
-        "limit": page.limit,
-        "totalPages": page.total_pages,
-    }
+@router.get(
+    "",
+    response_model=ActivityList,
+    response_model_exclude_unset=True,
+    summary="List activities",
+    responses={400: PROBLEM},
+)
+async def list_activities(
+    params: Annotated[ListParams, Query()], response: Response, services: Services
+) -> dict[str, Any]:
+    """Newest `timestamp` first (ties by id). Two pagination modes:
+
+    - **page mode** (default, as the original service): `page` and `limit`; answers
+      `{data, total, page, limit, totalPages, nextCursor, freshUntil}`. Deep pages cost more.
+    - **cursor mode**: `cursor` (empty to start, then each answer's `nextCursor`) and `limit`; answers
+      `{data, limit, nextCursor, freshUntil}` (plus `total` with `includeTotal=true`). Every page costs the
+      same and events arriving meanwhile neither repeat nor shift rows. A cursor only fits the filters
+      it was returned for.
+
+    `freshUntil` (and the `X-Data-Fresh-Until` header): every event received before it is stored."""
+    query = params.to_query()
+    listing = await services.list_activities.execute(query)
+    if listing.fresh_until is not None:
+        response.headers["X-Data-Fresh-Until"] = to_iso(listing.fresh_until)
+    return listing_body(listing, query, cursor_mode=params.cursor_mode)
 
 
 @router.get(
@@ -122,3 +161,11 @@ def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:
     if body.id is not None and body.id != header:
         raise InvalidActivity([FieldError("Idempotency-Key", "differs from the `id` in the body")])
     return header
+
+
+@router.get("/{activity_id}/status", response_model=EventStatusOut, summary="Delivery status of one event")
+async def event_status(activity_id: str, services: Services) -> dict[str, Any]:
+    """Whether an accepted event is stored yet: `persisted`, `dead_lettered`, `pending` or `unknown`."""
+    report = await services.get_event_status.execute(activity_id)
+    fresh_until = None if report.fresh_until is None else to_iso(report.fresh_until)
+    return {"id": report.id, "status": report.status.value, "freshUntil": fresh_until}

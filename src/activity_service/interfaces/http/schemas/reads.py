@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from activity_service.application.list_activities import Listing
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
-from activity_service.domain.query import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, ActivityQuery
+from activity_service.domain.errors import FieldError
+from activity_service.domain.query import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, ActivityQuery, InvalidQuery
+from activity_service.domain.times import to_iso
+from activity_service.infrastructure.kafka.codec import activity_to_dict
+from activity_service.interfaces.http.cursor import decode_cursor, encode_cursor
 from activity_service.interfaces.http.schemas.common import EXAMPLE_ID, IsoDateOrDateTime
 
 MAX_PAGE = 1_000_000
@@ -48,16 +54,32 @@ class ActivityList(BaseModel):
                     "page": 1,
                     "limit": 10,
                     "totalPages": 1,
-                }
+                    "nextCursor": None,
+                    "freshUntil": "2026-11-26T10:00:01.000Z",
+                },
+                {
+                    "data": [],
+                    "limit": 10,
+                    "nextCursor": "eyJ0IjoiMjAyNi0xMS0yNlQxMDowMDowMC4wMDBaIiwiaSI6ImUxIiwiZiI6IjAifQ",
+                    "freshUntil": "2026-11-26T10:00:01.000Z",
+                },
             ]
         }
     )
 
     data: list[ActivityOut]
-    total: int
-    page: int
+    total: int | None = Field(
+        default=None,
+        description="Matches in all. Page mode: always. Cursor mode: only with includeTotal=true.",
+    )
+    page: int | None = Field(default=None, description="Page mode only.")
     limit: int
-    totalPages: int
+    totalPages: int | None = Field(default=None, description="Page mode only.")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    freshUntil: str | None = Field(
+        description="Every event received before this time is stored (ISO-8601 UTC); null while unknown. "
+        "Also in the X-Data-Fresh-Until header."
+    )
 
 
 class ListParams(BaseModel):
@@ -75,19 +97,38 @@ class ListParams(BaseModel):
     endDate: IsoDateOrDateTime | None = Field(
         default=None, description="Inclusive upper bound on `timestamp`; a bare date means its last instant."
     )
-    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    page: int | None = Field(
+        default=None, ge=1, le=MAX_PAGE, description="Page mode (the default): page number, from 1."
+    )
     limit: int = Field(default=DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    cursor: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Cursor mode: the `nextCursor` of the previous page, or empty to start a walk. Each "
+        "page is one index range, however deep; events arriving meanwhile never shift it.",
+    )
+    includeTotal: bool = Field(default=False, description="Cursor mode: also count all matches.")
+
+    @property
+    def cursor_mode(self) -> bool:
+        return self.cursor is not None
 
     def to_query(self) -> ActivityQuery:
-        """Raises InvalidQuery when the bounds are crossed."""
-        return ActivityQuery(
+        """Raises InvalidQuery when the bounds are crossed or the cursor does not fit these filters."""
+        query = ActivityQuery(
             user_id=self.userId,
             actions=tuple(self.action),
             start=_bound(self.startDate, first=True),
             end=_bound(self.endDate, first=False),
-            page=self.page,
+            page=self.page or 1,
             limit=self.limit,
+            count_total=not self.cursor_mode or self.includeTotal,
         )
+        if self.cursor_mode and self.page is not None:
+            raise InvalidQuery([FieldError("page", "cannot be combined with a cursor")])
+        if self.cursor:
+            return replace(query, after=decode_cursor(self.cursor, query.fingerprint))
+        return query
 
 
 def _bound(value: datetime | date | None, *, first: bool) -> datetime | None:
@@ -96,3 +137,40 @@ def _bound(value: datetime | date | None, *, first: bool) -> datetime | None:
         return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
     moment = time.min if first else time(23, 59, 59, 999_000)
     return datetime.combine(value, moment, tzinfo=UTC)
+
+
+class EventStatusOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": EXAMPLE_ID, "status": "pending", "freshUntil": "2026-11-26T10:00:01.000Z"}]
+        }
+    )
+
+    id: str
+    status: Literal["persisted", "dead_lettered", "pending", "unknown"] = Field(
+        description="`persisted`: stored. `dead_lettered`: set aside as unstorable (see the DLQ). `pending`: "
+        "accepted and newer than what the consumer has stored so far. `unknown`: never accepted, or a "
+        "client-chosen id older than the stored data."
+    )
+    freshUntil: str | None
+
+
+def listing_body(listing: Listing, query: ActivityQuery, *, cursor_mode: bool) -> dict[str, Any]:
+    """The list answer: page mode keeps the original `{data, total, page, totalPages}`; cursor mode
+    leaves out the page fields, and the total unless asked for."""
+    page = listing.page
+    body: dict[str, Any] = {
+        "data": [activity_to_dict(a) for a in page.items],
+        "limit": page.limit,
+        "nextCursor": None,
+        "freshUntil": None if listing.fresh_until is None else to_iso(listing.fresh_until),
+    }
+    position = page.next_position
+    if position is not None:
+        body["nextCursor"] = encode_cursor(position, query.fingerprint)
+    if page.total is not None:
+        body["total"] = page.total
+    if not cursor_mode:
+        body["page"] = page.page
+        body["totalPages"] = page.total_pages
+    return body
