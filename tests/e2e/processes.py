@@ -93,6 +93,8 @@ class Deployment:
         return process, base_url
 
     def start_consumer(self, **env: str) -> subprocess.Popen[bytes]:
+        """Each consumer gets its own metrics port (CONSUMER_METRICS_PORT), unless the test chose one."""
+        env.setdefault("CONSUMER_METRICS_PORT", str(free_port()))
         return self._spawn(["consumer"], f"consumer-{len(self.processes)}.log", self.env(**env))
 
     def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:

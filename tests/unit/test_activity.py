@@ -131,3 +131,11 @@ def test_server_ids_are_uuid7_and_time_ordered() -> None:
     time.sleep(0.002)
     assert new_uuid7() > first
     assert uuid7_time("not-a-uuid") is None
+
+
+def test_a_trace_id_is_32_lowercase_hex_digits() -> None:
+    assert record(trace_id="0af7651916cd43dd8448eb211c80319c").trace_id == "0af7651916cd43dd8448eb211c80319c"
+    for bad in ("0AF7651916CD43DD8448EB211C80319C", "abc", "g" * 32):
+        with pytest.raises(InvalidActivity) as exc:
+            record(trace_id=bad)
+        assert fields_of(exc) == {"traceId"}

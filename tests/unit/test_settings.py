@@ -20,6 +20,11 @@ def documented() -> dict[str, str]:
     return pairs
 
 
+def written(value: object) -> str:
+    """A default as .env.example writes it: booleans in lower case, like the JSON the shell expects."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def defaults() -> dict[str, str]:
     found = {}
     for name, field in Settings.model_fields.items():
@@ -27,9 +32,9 @@ def defaults() -> dict[str, str]:
             section = field.default_factory
             prefix = str(section.model_config.get("env_prefix", ""))
             for sub, sub_field in section.model_fields.items():
-                found[f"{prefix}{sub}".upper()] = str(sub_field.default)
+                found[f"{prefix}{sub}".upper()] = written(sub_field.default)
         else:
-            found[name.upper()] = str(field.default)
+            found[name.upper()] = written(field.default)
     return found
 
 

@@ -22,6 +22,7 @@ class ActivityDraft:
     metadata: Mapping[str, Any] | None = None
     id: str | None = None
     ip_address: str | None = None
+    trace_id: str | None = None
 
     def to_activity(self, ids: IdGenerator, received_at: datetime) -> Activity:
         """Raises InvalidActivity naming every offending field."""
@@ -34,6 +35,7 @@ class ActivityDraft:
             sent_at=self.sent_at,
             metadata=self.metadata,
             ip_address=self.ip_address,
+            trace_id=self.trace_id,
         )
 
 

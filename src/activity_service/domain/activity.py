@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ MAX_USER_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 128
 # Device clocks drift, so a little future is normal; a timestamp further ahead than this is a bug.
 MAX_FUTURE_SKEW = timedelta(hours=24)
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 JsonObject = Mapping[str, Any]
 
@@ -40,6 +42,8 @@ class Activity:
     ip_address: str | None = None
     original_timestamp: datetime | None = None
     sent_at: datetime | None = None
+    trace_id: str | None = None
+    """The W3C trace id of the request that carried it, when tracing is on (32 lowercase hex digits)."""
 
     def __post_init__(self) -> None:
         errors = _problems(self)
@@ -58,6 +62,7 @@ class Activity:
         sent_at: datetime | None = None,
         metadata: JsonObject | None = None,
         ip_address: str | None = None,
+        trace_id: str | None = None,
     ) -> Activity:
         """Build an activity from what a client sent and when it arrived.
 
@@ -82,6 +87,7 @@ class Activity:
             ip_address=ip_address,
             original_timestamp=original if sent is not None else None,
             sent_at=sent,
+            trace_id=trace_id,
         )
 
 
@@ -113,6 +119,8 @@ def _problems(a: Activity) -> list[FieldError]:
     ):
         if when is not None and when.utcoffset() != timedelta(0):
             errors.append(FieldError(name, "must be a UTC time"))
+    if a.trace_id is not None and TRACE_ID.fullmatch(a.trace_id) is None:
+        errors.append(FieldError("traceId", "must be 32 lowercase hexadecimal digits"))
     if not errors and a.timestamp - a.received_at > MAX_FUTURE_SKEW:
         hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
         errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))

@@ -51,6 +51,7 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    access_log: bool = Field(default=True, description="One log line per request.")
     trusted_proxies: str = Field(
         default="",
         description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.",
@@ -98,6 +99,8 @@ class ConsumerSettings(BaseSettings):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
 
 class RetentionSettings(BaseSettings):
@@ -208,6 +211,10 @@ class Settings(BaseSettings):
     model_config = _config("")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    metrics_enabled: bool = Field(
+        default=True, description="Prometheus metrics (API /metrics, consumer port)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongodb: MongoSettings = Field(default_factory=MongoSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

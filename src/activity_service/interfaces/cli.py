@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +13,8 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from activity_service.domain.times import from_iso
+from activity_service.infrastructure.logging import configure_logging
+from activity_service.infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from activity_service.infrastructure.settings import Settings
 
 
@@ -48,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"activity-service: invalid settings (see .env.example):\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "api":
         return _serve_api(settings, args.host or settings.api.host, args.port or settings.api.port)
     if args.command == "consumer":
@@ -65,22 +64,32 @@ def _serve_api(settings: Settings, host: str, port: int) -> int:
 
     from activity_service.interfaces.http.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,  # the client address comes from the socket, never from a header
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    configure_tracing("activity-service-api")
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # keep our handlers: access logs go through the same formatter
+            access_log=settings.api.access_log,
+            proxy_headers=False,  # the client address comes from the socket, never from a header
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        shutdown_tracing()
     return 0
 
 
 def _consume(settings: Settings) -> int:
     from activity_service.interfaces.worker.main import run_consumer
 
-    asyncio.run(run_consumer(settings))
+    configure_tracing("activity-service-consumer")
+    try:
+        asyncio.run(run_consumer(settings))
+    finally:
+        shutdown_tracing()
     return 0
 
 

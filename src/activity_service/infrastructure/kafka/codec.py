@@ -1,7 +1,7 @@
 """The message on the topic: a versioned JSON envelope around one activity.
 
     {"v": 1, "type": "activity.recorded", "data": {"id", "userId", "action", "timestamp", "receivedAt",
-     "metadata", "ipAddress", "originalTimestamp"?, "sentAt"?}}
+     "metadata", "ipAddress", "originalTimestamp"?, "sentAt"?, "traceId"?}}
 
 Times are ISO-8601 UTC strings. A consumer refuses versions it does not know rather than guessing.
 """
@@ -40,6 +40,8 @@ def activity_to_dict(activity: Activity) -> dict[str, Any]:
         data["originalTimestamp"] = to_iso(activity.original_timestamp)
     if activity.sent_at is not None:
         data["sentAt"] = to_iso(activity.sent_at)
+    if activity.trace_id is not None:
+        data["traceId"] = activity.trace_id
     return data
 
 
@@ -71,6 +73,7 @@ def decode(raw: bytes | None) -> Activity:
             ip_address=data.get("ipAddress"),
             original_timestamp=_optional_time(data, "originalTimestamp"),
             sent_at=_optional_time(data, "sentAt"),
+            trace_id=data.get("traceId"),
         )
     except ValueError as exc:  # a time that does not parse
         raise InvalidActivity([FieldError("data", str(exc))]) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,13 @@ from activity_service.domain.errors import InvalidActivity
 from activity_service.domain.ports import DeadLetterLog, ProgressLog, StoreOutcome
 from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode, event_id_of
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
+from activity_service.infrastructure.observability.consumer import (
+    BatchTelemetry,
+    dead_lettered,
+    lag,
+    retried,
+    watermark,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,24 +127,35 @@ class KafkaActivityConsumer:
     async def _process(
         self, batches: dict[TopicPartition, list[Record]], stop: asyncio.Event
     ) -> BatchReport | None:
+        records = [record for batch in batches.values() for record in batch]
+        with BatchTelemetry(records) as telemetry:
+            return await self._settle(records, telemetry, stop)
+
+    async def _settle(
+        self, records: list[Record], telemetry: BatchTelemetry, stop: asyncio.Event
+    ) -> BatchReport | None:
         activities: list[Activity] = []
         sources: dict[str, Record] = {}
         dead: list[tuple[Record, str, str]] = []
-        for records in batches.values():
-            for record in records:
-                try:
-                    activity = decode(record.value)
-                except (UndecodableMessage, InvalidActivity) as exc:
-                    dead.append((record, type(exc).__name__, str(exc)))
-                    continue
-                activities.append(activity)
-                sources[activity.id] = record
-                tp = TopicPartition(record.topic, record.partition)
-                if tp not in self._last_received or activity.received_at > self._last_received[tp]:
-                    self._last_received[tp] = activity.received_at
-        outcome = await self._until_known(
-            lambda: self._store(activities), f"storing {len(activities)} events", stop
-        )
+        for record in records:
+            try:
+                activity = decode(record.value)
+            except (UndecodableMessage, InvalidActivity) as exc:
+                dead.append((record, type(exc).__name__, str(exc)))
+                continue
+            activities.append(activity)
+            sources[activity.id] = record
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in self._last_received or activity.received_at > self._last_received[tp]:
+                self._last_received[tp] = activity.received_at
+
+        async def store() -> StoreOutcome:
+            started = time.perf_counter()
+            outcome = await self._store(activities)
+            telemetry.stored(outcome, time.perf_counter() - started)
+            return outcome
+
+        outcome = await self._until_known(store, "store", stop)
         if outcome is None:
             return None
         dead += [
@@ -152,12 +171,13 @@ class KafkaActivityConsumer:
                 reason,
             )
             if await self._until_known(
-                partial(self._dead_letter, record, error_type, reason), "dead-lettering", stop
+                partial(self._dead_letter, record, error_type, reason), "dead_letter", stop
             ):
+                dead_lettered(error_type)
                 continue
             return None
         return BatchReport(
-            records=sum(len(r) for r in batches.values()),
+            records=len(records),
             inserted=outcome.inserted,
             duplicates=outcome.duplicates,
             dead_lettered=len(dead),
@@ -181,6 +201,7 @@ class KafkaActivityConsumer:
             except Exception as exc:  # the outcome is unknown: retry the whole (idempotent) operation
                 delay = self._backoff.delay(attempt)
                 attempt += 1
+                retried(what)
                 log.warning(
                     "%s failed (attempt %d), retrying in %.2fs: %s: %s",
                     what,
@@ -216,6 +237,8 @@ class KafkaActivityConsumer:
             next_offset = records[-1].offset + 1
             highwater = self._consumer.highwater(tp)
             caught_up = highwater is not None and next_offset >= highwater
+            if highwater is not None:
+                lag(tp.partition, highwater - next_offset)
             progress.append(
                 PartitionProgress(
                     tp.topic, tp.partition, next_offset, self._last_received.get(tp), caught_up, now
@@ -233,6 +256,7 @@ class KafkaActivityConsumer:
             if highwater is None:
                 continue
             position = await self._consumer.position(tp)
+            lag(tp.partition, max(0, highwater - position))
             if position >= highwater:
                 progress.append(
                     PartitionProgress(
@@ -242,6 +266,8 @@ class KafkaActivityConsumer:
         await self._write_progress(progress)
 
     async def _write_progress(self, progress: list[PartitionProgress]) -> None:
+        for p in progress:
+            watermark(p.partition, p.complete_until)
         try:
             await self._delivery.progress.record(progress)
         except Exception as exc:  # progress only informs readers; the next batch records it again

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import Overloaded, PublishUnavailable
 from activity_service.infrastructure.kafka.codec import encode
+from activity_service.infrastructure.observability import metrics
+from activity_service.infrastructure.observability.tracing import kafka_headers, tracer, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ class KafkaEventPublisher:
         self._timeout = timeout_seconds
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        metrics.EVENTS_IN_FLIGHT.set_function(lambda: self._in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -40,14 +45,30 @@ class KafkaEventPublisher:
     async def publish(self, activities: Sequence[Activity]) -> None:
         count = len(activities)
         if self._in_flight + count > self._max_in_flight:
+            metrics.EVENTS_UNAVAILABLE.labels("overloaded").inc(count)
             raise Overloaded(f"{self._in_flight} events already await acknowledgment", retry_after=1)
         self._in_flight += count
+        started = time.perf_counter()
         try:
-            await self._send_all(activities)
+            if tracing_enabled():
+                with tracer().start_as_current_span("activities publish", kind=SpanKind.PRODUCER) as span:
+                    span.set_attributes(
+                        {"messaging.destination.name": self._topic, "messaging.batch.message_count": count}
+                    )
+                    await self._send_all(activities, kafka_headers())
+            else:
+                await self._send_all(activities, None)
+        except PublishUnavailable:
+            metrics.EVENTS_UNAVAILABLE.labels("not_acknowledged").inc(count)
+            raise
         finally:
             self._in_flight -= count
+        metrics.PUBLISH_DURATION.observe(time.perf_counter() - started)
+        metrics.EVENTS_ACCEPTED.inc(count)
 
-    async def _send_all(self, activities: Sequence[Activity]) -> None:
+    async def _send_all(
+        self, activities: Sequence[Activity], headers: list[tuple[str, bytes]] | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         deliveries: list[asyncio.Future[object]] = []
@@ -56,7 +77,10 @@ class KafkaEventPublisher:
                 for activity in activities:
                     deliveries.append(
                         await self._producer.send(
-                            self._topic, value=encode(activity), key=activity.user_id.encode()
+                            self._topic,
+                            value=encode(activity),
+                            key=activity.user_id.encode(),
+                            headers=headers,
                         )
                     )
             # wait(), not gather(): on timeout the deliveries stay untouched (the producer owns them).

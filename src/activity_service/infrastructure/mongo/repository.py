@@ -224,6 +224,8 @@ def to_document(activity: Activity) -> Document:
         document["originalTimestamp"] = activity.original_timestamp
     if activity.sent_at is not None:
         document["sentAt"] = activity.sent_at
+    if activity.trace_id is not None:
+        document["traceId"] = activity.trace_id
     return document
 
 
@@ -238,4 +240,5 @@ def from_document(document: Mapping[str, Any]) -> Activity:
         ip_address=document.get("ipAddress"),
         original_timestamp=document.get("originalTimestamp"),
         sent_at=document.get("sentAt"),
+        trace_id=document.get("traceId"),
     )

@@ -10,9 +10,15 @@ from starlette.middleware.cors import CORSMiddleware
 
 from activity_service import __version__
 from activity_service.bootstrap import api_services
+from activity_service.infrastructure.observability.tracing import tracing_enabled
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, problems
 from activity_service.interfaces.http.guard import IngestGuard
+from activity_service.interfaces.http.observability import (
+    RequestContext,
+    install_metrics_route,
+    instrument_tracing,
+)
 from activity_service.interfaces.http.routes import activities, health
 from activity_service.interfaces.http.security.gate import ApiGate
 from activity_service.interfaces.http.security.headers import SecurityHeaders
@@ -69,8 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestContext, routes=app.routes, count=settings.metrics_enabled)
     problems.install(app)
     app.include_router(activities.router)
     app.include_router(health.router)
     docs.install(app, protect=security.protect_docs)
+    if settings.metrics_enabled:
+        install_metrics_route(app, protect=security.protect_metrics)
+    if tracing_enabled():
+        instrument_tracing(app)
     return app

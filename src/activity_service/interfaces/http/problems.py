@@ -21,6 +21,7 @@ from activity_service.domain.errors import (
     PublishUnavailable,
     StoreUnavailable,
 )
+from activity_service.infrastructure.observability.metrics import EVENTS_REJECTED
 from activity_service.interfaces.http.schemas.common import field_errors
 from activity_service.interfaces.http.schemas.ingest import batch_body
 
@@ -57,6 +58,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidBatch)
     async def _invalid_batch(_: Request, exc: InvalidBatch) -> JSONResponse:
+        EVENTS_REJECTED.labels("invalid").inc(exc.result.rejected)
         return problem(400, "No activity in the batch is valid.", **batch_body(exc.result))
 
     @app.exception_handler(BatchTooLarge)

@@ -9,6 +9,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
 
 from activity_service.application.purge_expired import PurgeExpiredActivities
 from activity_service.bootstrap import consumer_service
@@ -23,6 +26,7 @@ async def run_consumer(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    metrics_server = _serve_metrics(settings)
     async with consumer_service(settings, on_batch=_log_batch) as services:
         log.info(
             "consuming %s as group %s into %s.%s",
@@ -46,7 +50,25 @@ async def run_consumer(settings: Settings) -> None:
                 purging.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purging
+    if metrics_server is not None:
+        metrics_server.shutdown()
     log.info("consumer stopped cleanly")
+
+
+def _serve_metrics(settings: Settings) -> WSGIServer | None:
+    """Prometheus endpoint on its own port (a background thread): the consumer has no HTTP server."""
+    if not settings.metrics_enabled or settings.consumer.metrics_port == 0:
+        return None
+    host, port = settings.consumer.metrics_host, settings.consumer.metrics_port
+    try:
+        server, _ = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise SystemExit(
+            f"activity-service consumer: cannot serve metrics on {host}:{port} ({exc}). Another consumer on "
+            "this host? Give each its own CONSUMER_METRICS_PORT, or 0 for none."
+        ) from exc
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server
 
 
 async def _purge_periodically(purge: PurgeExpiredActivities, settings: Settings, stop: asyncio.Event) -> None:

@@ -10,6 +10,8 @@ from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.domain.times import to_iso
 from activity_service.infrastructure.kafka.codec import activity_to_dict
+from activity_service.infrastructure.observability.metrics import EVENTS_REJECTED
+from activity_service.infrastructure.observability.tracing import current_trace_id
 from activity_service.interfaces.http.dependencies import Services, client_address
 from activity_service.interfaces.http.schemas.common import Problem
 from activity_service.interfaces.http.schemas.ingest import (
@@ -76,7 +78,7 @@ async def record_activity(
     """Validates the activity, publishes it to Kafka keyed by `userId`, and answers 202 only once the
     broker acknowledged it. The consumer stores it shortly after; `Location` points to where it will be."""
     activity = await services.record_activity.execute(
-        body.to_draft(client_address(request), _idempotent_id(body, idempotency_key))
+        body.to_draft(client_address(request), _idempotent_id(body, idempotency_key), current_trace_id())
     )
     response.headers["Location"] = f"/api/activities/{activity.id}"
     return Accepted(id=activity.id)
@@ -111,10 +113,11 @@ async def record_batch(
     tokens = await spend(services.rate_limiter, client_of(request), len(body.activities), prepaid=1)
     response.headers.update(tokens)
     max_bytes = services.settings.ingest.max_event_bytes
-    address = client_address(request)
+    address, trace = client_address(request), current_trace_id()
     result = await services.record_batch.execute(
-        [parse_item(raw, address, max_bytes) for raw in body.activities]
+        [parse_item(raw, address, max_bytes, trace) for raw in body.activities]
     )
+    EVENTS_REJECTED.labels("invalid").inc(result.rejected)
     return batch_body(result)
 
 

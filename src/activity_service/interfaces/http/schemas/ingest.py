@@ -63,7 +63,9 @@ class ActivityIn(BaseModel):
         description="Client-chosen event id. Sending the same id again stores nothing new (idempotency).",
     )
 
-    def to_draft(self, ip_address: str | None, event_id: str | None = None) -> ActivityDraft:
+    def to_draft(
+        self, ip_address: str | None, event_id: str | None = None, trace_id: str | None = None
+    ) -> ActivityDraft:
         return ActivityDraft(
             user_id=self.userId,
             action=self.action,
@@ -72,6 +74,7 @@ class ActivityIn(BaseModel):
             metadata=self.metadata,
             id=event_id if event_id is not None else self.id,
             ip_address=ip_address,
+            trace_id=trace_id,
         )
 
 
@@ -103,13 +106,15 @@ class BatchIn(BaseModel):
 _ITEM = TypeAdapter(ActivityIn)
 
 
-def parse_item(raw: object, ip_address: str | None, max_bytes: int) -> ActivityDraft | list[FieldError]:
+def parse_item(
+    raw: object, ip_address: str | None, max_bytes: int, trace_id: str | None = None
+) -> ActivityDraft | list[FieldError]:
     """One batch item as a draft, or the errors that make it unusable."""
     size = len(orjson.dumps(raw))
     if size > max_bytes:
         return [FieldError("", f"is {size} bytes; an activity may be at most {max_bytes} bytes")]
     try:
-        return _ITEM.validate_python(raw).to_draft(ip_address)
+        return _ITEM.validate_python(raw).to_draft(ip_address, trace_id=trace_id)
     except ValidationError as exc:
         return field_errors(exc.errors())
 

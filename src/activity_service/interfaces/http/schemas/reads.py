@@ -32,6 +32,9 @@ class ActivityOut(BaseModel):
         default=None, description="The client's own `timestamp`, present when it was corrected with `sentAt`."
     )
     sentAt: str | None = None
+    traceId: str | None = Field(
+        default=None, description="Trace id of the request that carried it, when tracing was on."
+    )
 
 
 class ActivityList(BaseModel):

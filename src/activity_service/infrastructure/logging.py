@@ -1,0 +1,65 @@
+"""Logs: one JSON object per line (or plain text), with the request id, trace id and event id at hand.
+
+The request id lives in a context variable set by the HTTP middleware; the trace id comes from the
+current span; an event id is passed as ``extra={"event_id": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from activity_service.domain.times import to_iso
+from activity_service.infrastructure.observability.tracing import current_trace_id
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": to_iso(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (rid := request_id.get()) is not None:
+            entry["request_id"] = rid
+        if (tid := current_trace_id()) is not None:
+            entry["trace_id"] = tid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = request_id.get()
+        return f"{line} [request_id={rid}]" if rid else line
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Route every logger, uvicorn's access log included, through one handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

@@ -1,0 +1,95 @@
+"""Request ids, HTTP metrics, /metrics and tracing for the API.
+
+RequestContext is pure ASGI and runs outermost: it takes the request id from ``X-Request-ID`` (when
+safe) or makes one, puts it in the logging context and echoes it on the answer, and counts every answer
+by route template, method and status, including those refused before routing (401, 413, 429...).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from activity_service.infrastructure.logging import request_id
+from activity_service.infrastructure.observability import metrics
+from activity_service.interfaces.http.security.auth import key_required
+
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+INGEST = "/api/activities"
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], count: bool) -> None:
+        self.app = app
+        self.routes = routes
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        rid = given if given is not None and SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+            if self.count:
+                self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = self._template(scope)
+        method = scope["method"]
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_DURATION.labels(route, method).observe(seconds)
+        if route == INGEST and method == "POST" and status in (400, 413):
+            metrics.EVENTS_REJECTED.labels("invalid" if status == 400 else "too_large").inc()
+
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path template; requests refused before routing are matched here, and paths
+        no route knows share one label, so random URLs cannot blow up the metric's cardinality."""
+        route = scope.get("route")
+        if route is not None and hasattr(route, "path"):
+            return str(route.path)
+        for candidate in self.routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL and hasattr(candidate, "path"):
+                return str(candidate.path)
+        return "unmatched"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def install_metrics_route(app: FastAPI, protect: bool) -> None:
+    @app.get("/metrics", include_in_schema=False, dependencies=key_required(protect))
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def instrument_tracing(app: FastAPI) -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics,docs,openapi.json")
