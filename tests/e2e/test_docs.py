@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.e2e.processes import Deployment, api
@@ -41,3 +42,5 @@ def test_swagger_ui_is_served_from_the_installed_bundle(deployment: Deployment) 
         "cursor",
         "includeTotal",
     }
+    assert '"422"' not in json.dumps(spec["paths"]), "the service answers 400 for invalid input, not 422"
+    assert "HTTPValidationError" not in spec["components"]["schemas"]

@@ -17,17 +17,16 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress
+from activity_service.domain.delivery import DeadLetter
 from activity_service.domain.errors import InvalidActivity
 from activity_service.domain.ports import DeadLetterLog, ProgressLog, StoreOutcome
 from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode, event_id_of
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
+from activity_service.infrastructure.kafka.progress import ProgressTracker
 from activity_service.infrastructure.observability.consumer import (
     BatchTelemetry,
     dead_lettered,
-    lag,
     retried,
-    watermark,
 )
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class KafkaActivityConsumer:
         self._progress_interval = progress_interval_seconds
         self._on_batch = on_batch
         self._batch_lock = asyncio.Lock()
-        self._last_received: dict[TopicPartition, datetime] = {}
+        self._progress = ProgressTracker(consumer, delivery.progress)
         self._last_progress = 0.0
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
@@ -113,14 +112,14 @@ class KafkaActivityConsumer:
                 if not batches:
                     if loop.time() - self._last_progress >= self._progress_interval:
                         self._last_progress = loop.time()
-                        await self._record_idle_progress()
+                        await self._progress.when_idle()
                     continue
                 report = await self._process(batches, stop)
                 if report is None:  # stopped while the store was still failing: commit nothing
                     return
                 await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
                 self._last_progress = loop.time()
-                await self._record_progress(batches)
+                await self._progress.after_batch(batches)
             if self._on_batch is not None:
                 self._on_batch(report)
 
@@ -145,9 +144,7 @@ class KafkaActivityConsumer:
                 continue
             activities.append(activity)
             sources[activity.id] = record
-            tp = TopicPartition(record.topic, record.partition)
-            if tp not in self._last_received or activity.received_at > self._last_received[tp]:
-                self._last_received[tp] = activity.received_at
+            self._progress.saw(record, activity.received_at)
 
         async def store() -> StoreOutcome:
             started = time.perf_counter()
@@ -227,51 +224,6 @@ class KafkaActivityConsumer:
             log.warning(
                 "commit refused after a rebalance (events are stored; redelivery is harmless): %s", exc
             )
-
-    async def _record_progress(self, batches: dict[TopicPartition, list[Record]]) -> None:
-        now = datetime.now(UTC)
-        progress = []
-        for tp, records in batches.items():
-            if not records:
-                continue
-            next_offset = records[-1].offset + 1
-            highwater = self._consumer.highwater(tp)
-            caught_up = highwater is not None and next_offset >= highwater
-            if highwater is not None:
-                lag(tp.partition, highwater - next_offset)
-            progress.append(
-                PartitionProgress(
-                    tp.topic, tp.partition, next_offset, self._last_received.get(tp), caught_up, now
-                )
-            )
-        await self._write_progress(progress)
-
-    async def _record_idle_progress(self) -> None:
-        """With nothing to read, every caught-up partition is complete up to now: say so, so that
-        readers can tell "no new events" from "not stored yet"."""
-        now = datetime.now(UTC)
-        progress = []
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            if highwater is None:
-                continue
-            position = await self._consumer.position(tp)
-            lag(tp.partition, max(0, highwater - position))
-            if position >= highwater:
-                progress.append(
-                    PartitionProgress(
-                        tp.topic, tp.partition, position, self._last_received.get(tp), True, now
-                    )
-                )
-        await self._write_progress(progress)
-
-    async def _write_progress(self, progress: list[PartitionProgress]) -> None:
-        for p in progress:
-            watermark(p.partition, p.complete_until)
-        try:
-            await self._delivery.progress.record(progress)
-        except Exception as exc:  # progress only informs readers; the next batch records it again
-            log.warning("could not record persist progress: %s: %s", type(exc).__name__, exc)
 
 
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]

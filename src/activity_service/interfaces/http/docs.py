@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -41,7 +42,9 @@ def install(app: FastAPI, protect: bool = False) -> None:
     @app.get(OPENAPI, include_in_schema=False, dependencies=guard)
     async def openapi() -> JSONResponse:
         if app.openapi_schema is None:
-            document(app.openapi())  # app.openapi() caches the document it returns
+            schema = app.openapi()  # cached by FastAPI: these edits happen once
+            document(schema)
+            invalid_input_is_400(schema)
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=guard)
@@ -58,3 +61,19 @@ def docs_csp(html: str) -> str:
         f"default-src 'none'; script-src 'self' {hashes}; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
+
+
+def invalid_input_is_400(schema: dict[str, Any]) -> None:
+    """FastAPI documents its default 422 for invalid input; this service answers 400 problem+json."""
+    problem = {
+        "description": "Invalid input; `errors` names every offending field.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", problem)
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
