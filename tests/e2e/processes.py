@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
 
 from tests.conftest import Stack
 
@@ -152,3 +154,19 @@ def post_all(base_url: str, items: list[dict[str, Any]], concurrency: int = 16) 
 
 def total(base_url: str, **params: Any) -> int:
     return int(get(base_url, "/api/activities", params=params).json()["total"])
+
+
+async def forget(stack: Stack, name: str) -> None:
+    """Drops the deployment's topics and database, so the shared broker does not pile up partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        await admin.delete_topics([t for t in (name, f"{name}.dlq") if t in existing])
+    finally:
+        await admin.close()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()

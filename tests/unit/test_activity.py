@@ -139,3 +139,21 @@ def test_a_trace_id_is_32_lowercase_hex_digits() -> None:
         with pytest.raises(InvalidActivity) as exc:
             record(trace_id=bad)
         assert fields_of(exc) == {"traceId"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"timestamp": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))}, "timestamp"),
+        ({"sent_at": datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-14)))}, "sentAt"),
+        ({"timestamp": datetime(1, 1, 2, tzinfo=UTC), "sent_at": datetime(9999, 1, 1, tzinfo=UTC)}, "sentAt"),
+        ({"ip_address": 12345}, "ipAddress"),
+        ({"trace_id": 5}, "traceId"),
+    ],
+)
+def test_values_outside_what_can_be_represented_are_invalid_not_crashes(
+    fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidActivity) as exc:
+        record(**fields)
+    assert fields_of(exc) == {field}

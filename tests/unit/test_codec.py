@@ -51,3 +51,24 @@ def test_an_envelope_breaking_an_invariant_is_invalid() -> None:
     )
     with pytest.raises(InvalidActivity):
         decode(raw)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"traceId": 5},
+        {"timestamp": "0001-01-01T00:00:00+14:00"},
+        {"ipAddress": 12345},
+    ],
+)
+def test_fields_of_the_wrong_type_or_range_are_invalid(data: dict[str, object]) -> None:
+    base = {
+        "id": "e1",
+        "userId": "u",
+        "action": "a",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "receivedAt": "2026-01-01T00:00:00Z",
+    }
+    raw = orjson.dumps({"v": 1, "type": "activity.recorded", "data": {**base, **data}})
+    with pytest.raises(InvalidActivity):
+        decode(raw)

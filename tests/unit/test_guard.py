@@ -1,5 +1,6 @@
 """IngestGuard in front of a tiny ASGI app that echoes the size of the body it got."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,7 +21,7 @@ async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def client() -> httpx.AsyncClient:
-    app = IngestGuard(echo_size, limits={"/in": 100})
+    app = IngestGuard(echo_size, limits={"/in": 100}, max_concurrent=8)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
@@ -73,3 +74,22 @@ def test_json_media_types() -> None:
     assert is_json("application/problem+json")
     assert not is_json("text/plain")
     assert not is_json("")
+
+
+async def test_beyond_the_concurrency_bound_ingest_is_refused_at_once() -> None:
+    release = asyncio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await echo_size(scope, receive, send)
+
+    app = IngestGuard(slow, limits={"/in": 100}, max_concurrent=1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        first = asyncio.create_task(http.post("/in", content=b"{}", headers=JSON))
+        await asyncio.sleep(0.05)
+        refused = await http.post("/in", content=b"{}", headers=JSON)
+        release.set()
+        assert (await first).status_code == 200
+        assert (await http.post("/in", content=b"{}", headers=JSON)).status_code == 200
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert app.in_progress == 0

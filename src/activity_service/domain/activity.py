@@ -18,6 +18,7 @@ MAX_ACTION_LENGTH = 128
 # Device clocks drift, so a little future is normal; a timestamp further ahead than this is a bug.
 MAX_FUTURE_SKEW = timedelta(hours=24)
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+MAX_IP_LENGTH = 64
 
 JsonObject = Mapping[str, Any]
 
@@ -71,12 +72,15 @@ class Activity:
         time is ``received_at - (sent_at - timestamp)`` and the client's value is kept as
         ``original_timestamp``.
         """
-        received_at = _utc(received_at)
-        original = _utc(timestamp) if timestamp is not None else None
-        sent = _utc(sent_at) if sent_at is not None else None
+        received_at = _utc(received_at, "receivedAt")
+        original = _utc(timestamp, "timestamp") if timestamp is not None else None
+        sent = _utc(sent_at, "sentAt") if sent_at is not None else None
         effective = original if original is not None else received_at
         if original is not None and sent is not None:
-            effective = received_at - (sent - original)
+            try:
+                effective = received_at - (sent - original)
+            except OverflowError:
+                raise InvalidActivity([FieldError("sentAt", "is too far from timestamp")]) from None
         return cls(
             id=id,
             user_id=user_id,
@@ -91,9 +95,12 @@ class Activity:
         )
 
 
-def _utc(value: datetime) -> datetime:
+def _utc(value: datetime, field: str) -> datetime:
     """Naive times are taken as UTC; aware ones are converted; precision is cut to milliseconds."""
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
+        raise InvalidActivity([FieldError(field, "is out of the representable range")]) from None
     return to_millis(utc)
 
 
@@ -119,7 +126,9 @@ def _problems(a: Activity) -> list[FieldError]:
     ):
         if when is not None and when.utcoffset() != timedelta(0):
             errors.append(FieldError(name, "must be a UTC time"))
-    if a.trace_id is not None and TRACE_ID.fullmatch(a.trace_id) is None:
+    if a.ip_address is not None and (not isinstance(a.ip_address, str) or len(a.ip_address) > MAX_IP_LENGTH):
+        errors.append(FieldError("ipAddress", f"must be a string of at most {MAX_IP_LENGTH} characters"))
+    if a.trace_id is not None and (not isinstance(a.trace_id, str) or TRACE_ID.fullmatch(a.trace_id) is None):
         errors.append(FieldError("traceId", "must be 32 lowercase hexadecimal digits"))
     if not errors and a.timestamp - a.received_at > MAX_FUTURE_SKEW:
         hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)

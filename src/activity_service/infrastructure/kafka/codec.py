@@ -75,8 +75,8 @@ def decode(raw: bytes | None) -> Activity:
             sent_at=_optional_time(data, "sentAt"),
             trace_id=data.get("traceId"),
         )
-    except ValueError as exc:  # a time that does not parse
-        raise InvalidActivity([FieldError("data", str(exc))]) from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # a time that does not parse, a wrong type
+        raise InvalidActivity([FieldError("data", f"{type(exc).__name__}: {exc}")]) from exc
 
 
 def event_id_of(raw: bytes | None) -> str | None:

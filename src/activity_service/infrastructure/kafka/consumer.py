@@ -18,9 +18,8 @@ from aiokafka.structs import ConsumerRecord
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter
-from activity_service.domain.errors import InvalidActivity
 from activity_service.domain.ports import DeadLetterLog, ProgressLog, StoreOutcome
-from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode, event_id_of
+from activity_service.infrastructure.kafka.codec import decode, event_id_of
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
 from activity_service.infrastructure.kafka.progress import ProgressTracker
 from activity_service.infrastructure.observability.consumer import (
@@ -139,7 +138,7 @@ class KafkaActivityConsumer:
         for record in records:
             try:
                 activity = decode(record.value)
-            except (UndecodableMessage, InvalidActivity) as exc:
+            except Exception as exc:  # decoding is deterministic: no retry can help, so dead-letter it
                 dead.append((record, type(exc).__name__, str(exc)))
                 continue
             activities.append(activity)

@@ -9,8 +9,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from activity_service.domain.delivery import ReadBatch
-from activity_service.domain.errors import InvalidActivity
-from activity_service.infrastructure.kafka.codec import UndecodableMessage, decode
+from activity_service.infrastructure.kafka.codec import decode
 from activity_service.infrastructure.kafka.topics import partitions_of
 
 
@@ -50,7 +49,7 @@ async def read_topic(
                         break
                     try:
                         activities.append(decode(record.value))
-                    except (UndecodableMessage, InvalidActivity) as exc:
+                    except Exception as exc:  # unreadable, reported; the live consumer dead-lettered it
                         unreadable.append(f"{tp.topic}:{tp.partition}:{record.offset}: {exc}")
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:

@@ -7,8 +7,10 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure
 
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
+from activity_service.domain.errors import StoreUnavailable
 
 Document = dict[str, Any]
 
@@ -43,7 +45,11 @@ class MongoDeadLetterLog:
             await self._collection.delete_many({"eventId": {"$in": list(event_ids)}})
 
     async def has_event(self, event_id: str) -> bool:
-        return await self._collection.find_one({"eventId": event_id}, projection={"_id": 1}) is not None
+        try:
+            found = await self._collection.find_one({"eventId": event_id}, projection={"_id": 1})
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return found is not None
 
 
 class MongoProgressLog:
@@ -73,6 +79,12 @@ class MongoProgressLog:
             await self._collection.bulk_write(updates, ordered=False)
 
     async def read(self, topic: str) -> Sequence[PartitionProgress]:
+        try:
+            return await self._read(topic)
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _read(self, topic: str) -> list[PartitionProgress]:
         return [
             PartitionProgress(
                 topic=d["topic"],

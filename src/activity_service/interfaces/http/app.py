@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/api/activities": settings.ingest.max_event_bytes,
             "/api/activities/batch": settings.ingest.max_batch_bytes,
         },
+        max_concurrent=settings.ingest.max_concurrent_requests,
+        max_loop_lag=settings.ingest.max_loop_lag_seconds,
     )
     app.add_middleware(ApiGate, security=security, per_event_paths={"/api/activities/batch"})
     if origins := settings.api.cors_origin_list:

@@ -44,7 +44,7 @@ def install(app: FastAPI, protect: bool = False) -> None:
         if app.openapi_schema is None:
             schema = app.openapi()  # cached by FastAPI: these edits happen once
             document(schema)
-            invalid_input_is_400(schema)
+            errors_are_problems(schema)
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=guard)
@@ -63,17 +63,25 @@ def docs_csp(html: str) -> str:
     )
 
 
-def invalid_input_is_400(schema: dict[str, Any]) -> None:
-    """FastAPI documents its default 422 for invalid input; this service answers 400 problem+json."""
-    problem = {
+def errors_are_problems(schema: dict[str, Any]) -> None:
+    """Every error answer is documented as what is sent: ``application/problem+json`` with the Problem
+    schema. FastAPI would list its default 422 (this service answers 400) and put the model under
+    ``application/json``."""
+    problem_schema = {"$ref": "#/components/schemas/Problem"}
+    problem: dict[str, Any] = {
         "description": "Invalid input; `errors` names every offending field.",
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "content": {"application/problem+json": {"schema": problem_schema}},
     }
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None:
                 responses.setdefault("400", problem)
+            for status, response in responses.items():
+                content = response.get("content", {})
+                if status.isdigit() and int(status) >= 400 and "application/problem+json" in content:
+                    model = content.pop("application/json", {}).get("schema", problem_schema)
+                    content["application/problem+json"] = {"schema": model}
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

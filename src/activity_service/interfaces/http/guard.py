@@ -6,6 +6,7 @@ is read only up to the limit. Pure ASGI, so it costs next to nothing on the hot 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from starlette.datastructures import Headers
@@ -21,11 +22,42 @@ def is_json(content_type: str) -> bool:
     )
 
 
+class LoopLag:
+    """How late the event loop runs its callbacks: the queue a CPU-bound process builds before any
+    request even reaches the application. Sampled by a task that sleeps a fixed interval."""
+
+    INTERVAL = 0.05
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.INTERVAL)
+            self.seconds = max(0.0, loop.time() - before - self.INTERVAL)
+
+
 class IngestGuard:
-    def __init__(self, app: ASGIApp, limits: Mapping[str, int]) -> None:
-        """``limits``: the largest body, in bytes, that a POST to each path may carry."""
+    def __init__(
+        self, app: ASGIApp, limits: Mapping[str, int], max_concurrent: int, max_loop_lag: float = 0.25
+    ) -> None:
+        """``limits``: the largest body, in bytes, that a POST to each path may carry. ``max_concurrent``:
+        how many ingest requests may be in progress at once; beyond it, or while the event loop runs
+        more than ``max_loop_lag`` seconds late, 503 at once, before the body is read, so that overload
+        is refused promptly instead of queueing behind a busy CPU."""
         self.app = app
         self.limits = dict(limits)
+        self.max_concurrent = max_concurrent
+        self.max_loop_lag = max_loop_lag
+        self.in_progress = 0
+        self.lag = LoopLag()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = (
@@ -34,6 +66,20 @@ class IngestGuard:
         if limit is None:
             await self.app(scope, receive, send)
             return
+        self.lag.start()
+        if self.in_progress >= self.max_concurrent or self.lag.seconds > self.max_loop_lag:
+            busy = problem(
+                503, "Too many requests in progress; nothing was accepted.", headers={"Retry-After": "1"}
+            )
+            await busy(scope, receive, send)
+            return
+        self.in_progress += 1
+        try:
+            await self._guarded(scope, receive, send, limit)
+        finally:
+            self.in_progress -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         headers = Headers(scope=scope)
         if not is_json(headers.get("content-type", "")):
             response = problem(415, "Send the body as JSON, with Content-Type: application/json.")

@@ -33,6 +33,7 @@ from activity_service.interfaces.http.security.auth import client_of
 from activity_service.interfaces.http.security.throttle import spend
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry-After."}
 
 # Every route here needs a key, activities:read to GET and activities:write to POST, and spends one
 # rate-limit token: the ApiGate middleware sees to it before a route runs (security/gate.py).
@@ -126,7 +127,7 @@ async def record_batch(
     response_model=ActivityList,
     response_model_exclude_unset=True,
     summary="List activities",
-    responses={400: PROBLEM},
+    responses={400: PROBLEM, 503: UNAVAILABLE},
 )
 async def list_activities(
     params: Annotated[ListParams, Query()], response: Response, services: Services
@@ -149,7 +150,10 @@ async def list_activities(
 
 
 @router.get(
-    "/{activity_id}", response_model=ActivityOut, summary="Get one activity", responses={404: PROBLEM}
+    "/{activity_id}",
+    response_model=ActivityOut,
+    summary="Get one activity",
+    responses={404: PROBLEM, 503: UNAVAILABLE},
 )
 async def get_activity(activity_id: str, services: Services) -> dict[str, Any]:
     """The stored activity; 404 until the consumer has stored it (or when no such id was accepted)."""
@@ -166,7 +170,12 @@ def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:
     return header
 
 
-@router.get("/{activity_id}/status", response_model=EventStatusOut, summary="Delivery status of one event")
+@router.get(
+    "/{activity_id}/status",
+    response_model=EventStatusOut,
+    summary="Delivery status of one event",
+    responses={503: UNAVAILABLE},
+)
 async def event_status(activity_id: str, services: Services) -> dict[str, Any]:
     """Whether an accepted event is stored yet: `persisted`, `dead_lettered`, `pending` or `unknown`."""
     report = await services.get_event_status.execute(activity_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainValidator
@@ -22,8 +22,13 @@ def _date_or_datetime(value: object) -> datetime | date:
     """A bare ``YYYY-MM-DD`` is a date (a whole day); anything else must be an ISO-8601 date-time."""
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is not None:
+                parsed.astimezone(UTC)  # raises OverflowError when it has no UTC equivalent
+            return parsed
+        except (ValueError, OverflowError):
             pass
     raise ValueError("must be an ISO-8601 date (2026-11-26) or date-time (2026-11-26T10:00:00Z)")
 

@@ -110,7 +110,10 @@ def parse_item(
     raw: object, ip_address: str | None, max_bytes: int, trace_id: str | None = None
 ) -> ActivityDraft | list[FieldError]:
     """One batch item as a draft, or the errors that make it unusable."""
-    size = len(orjson.dumps(raw))
+    try:
+        size = len(orjson.dumps(raw))
+    except TypeError:  # orjson refuses integers beyond 64 bits
+        return [FieldError("", "integers must fit in 64 bits")]
     if size > max_bytes:
         return [FieldError("", f"is {size} bytes; an activity may be at most {max_bytes} bytes")]
     try:
