@@ -13,11 +13,12 @@ STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install deps-system stack-up stack-down stack-status run lint typecheck imports check test bench bench-quick
+.PHONY: help install deps-system stack-up stack-down stack-status run lint typecheck imports check test test-faults bench bench-quick
 
 help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
 	@echo "make test        install, start the local stack, then lint, types, import layers and all tests"
+	@echo "make test-faults fault injection under load (kills, outages, overload, poison) and fuzzing, ~10 min"
 	@echo "make stack-up    start (or reuse) the local Kafka broker and FerretDB; make stack-down stops them"
 	@echo "make install     create .venv/ and install the project with its dev extras"
 
@@ -58,7 +59,13 @@ imports: install
 check: lint typecheck imports
 
 test: deps-system install stack-up check
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest --ignore=tests/faults $(PYTEST_ARGS)
+
+# Fault injection (tests/faults, ~10 minutes): steady load through the real API while the consumer is
+# killed, the broker and the database are stopped, the API is overloaded or stopped, poison is written to
+# the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services briefly.
+test-faults: deps-system install stack-up
+	$(TEST_ENV) $(BIN)/pytest tests/faults $(PYTEST_ARGS)
 
 # Benchmarks (bench/README.md): the full run (~10 minutes) writes bench/results/latest.md and latest.json;
 # the quick one (under a minute, proves the harness works) writes to a temporary directory it prints.

@@ -1,0 +1,160 @@
+"""What the database holds against what the client was told: the one verdict every fault scenario ends with.
+
+- **lost**: acknowledged (202) ids not stored. Must be 0.
+- **duplicated**: one client event (``metadata`` client and seq) stored more than once, under two ids.
+  Must be 0.
+- **unexpected**: stored ids that were never acknowledged. Must be 0: the client retried every batch
+  that got a 503 (with the same ids) until it was acknowledged, so an event that reached the topic
+  after its 503 is acknowledged too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from activity_service.infrastructure.kafka.codec import event_id_of
+from activity_service.infrastructure.kafka.topics import partitions_of
+from tests.conftest import Stack
+
+
+@dataclass
+class Ledger:
+    acknowledged: int
+    stored: int
+    lost: list[str]
+    duplicated: list[str]
+    unexpected: list[str]
+
+    @property
+    def exact(self) -> bool:
+        return not self.lost and not self.duplicated and not self.unexpected
+
+
+def reconcile(database: Any, acknowledged: Collection[str]) -> Ledger:
+    documents = list(database["activities"].find({}, projection={"_id": 1, "metadata": 1}))
+    ids = {d["_id"] for d in documents}
+    metadata = [d.get("metadata") or {} for d in documents]
+    events = Counter((m.get("client"), m.get("seq")) for m in metadata)
+    return Ledger(
+        acknowledged=len(acknowledged),
+        stored=len(documents),
+        lost=sorted(set(acknowledged) - ids),
+        duplicated=sorted(f"{client}#{seq}" for (client, seq), n in events.items() if n > 1),
+        unexpected=sorted(ids - set(acknowledged)),
+    )
+
+
+async def consumer_lag(stack: Stack, topic: str, group: str) -> int | None:
+    """Records of ``topic`` not yet committed by ``group``; None when the group has committed nothing."""
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(stack.kafka_bootstrap, topic)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    reader = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, request_timeout_ms=5000)
+    await reader.start()
+    try:
+        ends = await reader.end_offsets(partitions)
+    finally:
+        await reader.stop()
+    if not committed:
+        return None
+    return sum(end - max(committed[tp].offset, 0) if tp in committed else end for tp, end in ends.items())
+
+
+async def topic_census(stack: Stack, topic: str) -> tuple[int, int]:
+    """Records on ``topic`` and distinct event ids among them: more records than ids means the same event
+    was appended more than once (a publish that timed out and landed anyway, then its retry), which the
+    consumer's idempotent writes absorb."""
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(stack.kafka_bootstrap, topic)]
+    reader = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
+    await reader.start()
+    records, ids = 0, set()
+    try:
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(partitions)
+        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
+            for batch in (await reader.getmany(timeout_ms=1000, max_records=5000)).values():
+                for record in batch:
+                    records += 1
+                    ids.add(event_id_of(record.value))
+    finally:
+        await reader.stop()
+    return records, len(ids - {None})
+
+
+@dataclass
+class CatchUp:
+    seconds: float
+    ledger: Ledger
+    lag: int | None
+    complete: bool
+
+
+def wait_caught_up(
+    stack: Stack, database: Any, topic: str, group: str, acknowledged: Collection[str], timeout: float
+) -> CatchUp:
+    """Waits until every acknowledged id is stored and the group has committed the whole topic (so
+    nothing more can arrive), or ``timeout``. Returns how long it took and the final ledger."""
+    began = time.monotonic()
+    deadline = began + timeout
+    lag: int | None = None
+    while True:
+        if database["activities"].count_documents({}) >= len(acknowledged):
+            try:
+                lag = asyncio.run(consumer_lag(stack, topic, group))
+            except Exception:  # the broker is restarting (another engineer's test): ask again
+                lag = None
+            if lag == 0:
+                ledger = reconcile(database, acknowledged)
+                if not ledger.lost:
+                    return CatchUp(time.monotonic() - began, ledger, lag, True)
+        if time.monotonic() > deadline:
+            return CatchUp(time.monotonic() - began, reconcile(database, acknowledged), lag, False)
+        time.sleep(0.25)
+
+
+@dataclass
+class Report:
+    """One line per scenario, printed at the end of the run (and with the test's output)."""
+
+    scenario: str
+    ledger: Ledger | None = None
+    recovery: str = "n/a"
+    details: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        if self.ledger is None:
+            return f"{self.scenario:<22} {'; '.join(self.details) or 'stopped early'} [{self.seconds:.0f}s]"
+        counts = (
+            f"acknowledged {self.ledger.acknowledged}, stored {self.ledger.stored}, "
+            f"lost {len(self.ledger.lost)}, duplicated {len(self.ledger.duplicated)}, "
+            f"unexpected {len(self.ledger.unexpected)}"
+        )
+        extra = "; ".join(self.details)
+        return (
+            f"{self.scenario:<22} {counts}; recovery {self.recovery}{'; ' + extra if extra else ''} "
+            f"[{self.seconds:.0f}s]"
+        )
+
+
+def assert_exact(ledger: Ledger) -> None:
+    assert not ledger.lost, f"{len(ledger.lost)} acknowledged events were lost, e.g. {ledger.lost[:5]}"
+    assert not ledger.duplicated, (
+        f"{len(ledger.duplicated)} events stored twice, e.g. {ledger.duplicated[:5]}"
+    )
+    assert not ledger.unexpected, (
+        f"{len(ledger.unexpected)} events stored that were never acknowledged, e.g. {ledger.unexpected[:5]}"
+    )

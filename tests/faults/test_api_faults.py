@@ -1,0 +1,134 @@
+"""Faults of the API process: a SIGTERM under load, and more load than it can take."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.conftest import Stack
+from tests.e2e.processes import Deployment
+from tests.faults.harness import census, finish, group_of, settle
+from tests.faults.ledger import Report, assert_exact, wait_caught_up
+from tests.faults.overload import Flood, Prober, RssSampler, rss_kib
+from tests.faults.traffic import Attempt, Traffic
+
+PUBLISH_DEADLINE = 2.0
+GRACE = 1.0
+"""An answer may come this much after the publish deadline: reading the request, writing the answer."""
+FLOOD_SECONDS = 3.0
+OVERLOAD_DEADLINE = 1.0
+
+
+def outcomes(attempts: list[Attempt]) -> dict[str, int]:
+    return dict(Counter("no answer" if a.status is None else str(a.status) for a in attempts))
+
+
+@pytest.mark.scenario("4 API SIGTERM")
+def test_api_sigterm_under_load_completes_or_fails_in_flight_requests_and_loses_nothing(
+    deployment: Deployment, stack: Stack, database: Any, report: Report, rng: random.Random
+) -> None:
+    """Two API replicas behind a (client-side) balancer; one gets SIGTERM while it has requests in flight.
+    Those complete with 202 (and are stored) or fail (and the client retries them on the other one)."""
+    deployment.start_consumer()
+    doomed, url_a = deployment.start_api()
+    _, url_b = deployment.start_api()
+    traffic = Traffic([url_a, url_b], rate=4000, batch_size=200, workers=6).start()
+    time.sleep(rng.uniform(2, 4))
+    # SIGTERM while it has requests in flight: two if that comes within 5 s, else one.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if traffic.in_flight(url_a) >= (2 if time.monotonic() < deadline - 5 else 1):
+            break
+        time.sleep(0.001)
+    in_flight_at_signal = traffic.in_flight(url_a)
+    signalled = time.monotonic()
+    doomed.send_signal(signal.SIGTERM)
+    code = doomed.wait(30)
+    exited = time.monotonic() - signalled
+    traffic.set_urls([url_b])  # the balancer takes the stopped replica out
+    time.sleep(2)
+    catch = finish(stack, deployment, database, traffic, report)
+
+    at_a = [a for a in traffic.attempts if a.url == url_a]
+    in_flight = [a for a in at_a if a.sent < signalled < a.answered]
+    later = [a for a in at_a if a.sent >= signalled]
+    report.recovery = f"{exited:.1f}s (SIGTERM -> process exited {code})"
+    report.details.append(
+        f"{in_flight_at_signal} requests in flight at SIGTERM: {outcomes(in_flight)}; "
+        f"sent to it afterwards: {outcomes(later)}"
+    )
+    settle(traffic, catch)
+    assert_exact(catch.ledger)
+    # uvicorn re-raises the SIGTERM once it has shut down gracefully, so -15 is a clean exit too.
+    assert code in (0, -signal.SIGTERM)
+    assert (
+        "Application shutdown complete"
+        in (deployment.logs / f"api-{url_a.rsplit(':', 1)[1]}.log").read_text()
+    )
+    assert exited < 15, "the API took longer to stop than its graceful shutdown allows"
+    assert in_flight, "no request was in flight at the SIGTERM, so the scenario proved nothing"
+    assert {a.status for a in in_flight} <= {202, 503, None}, outcomes(in_flight)
+    assert {a.status for a in at_a} <= {202, 503, None}, outcomes(at_a)
+
+
+@pytest.mark.scenario("6 overload 3x capacity")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known open defect (issue 8): at 3x capacity on 2 shared cores, about a third of the answers "
+    "(all 202, none lost) come after the 1 s publish deadline + 1 s grace. Neither the ingest concurrency "
+    "bound nor the event-loop-lag shedding in IngestGuard triggers: the queue forms before requests reach "
+    "the application (in the socket and uvicorn's parser, and possibly in the flood client sharing the "
+    "cores). strict: this test turns red the day the API sheds in time, so the mark comes off.",
+)
+def test_overload_at_three_times_capacity_sheds_promptly_with_bounded_memory(
+    deployment: Deployment, stack: Stack, database: Any, report: Report
+) -> None:
+    """Capacity is measured first (closed loop: eight clients, batches of 20, for 2 s); then three times
+    that rate is offered for 3 s, open loop, as from many clients. Rate limits are set out of reach: what
+    is tested is the API's own protection, which many clients with many keys would meet. Every answer
+    must be a 202, 429 or 503 within the publish deadline (1 s here, plus 1 s of grace); a client waits
+    at most 5 s more, then gives up, and resends later with the same ids."""
+    deployment.start_consumer()
+    api, base_url = deployment.start_api(INGEST_PUBLISH_TIMEOUT_SECONDS=str(OVERLOAD_DEADLINE))
+    flood = Flood(base_url, batch_size=20, timeout=OVERLOAD_DEADLINE + GRACE + 5)
+    capacity = flood.calibrate(seconds=2, concurrency=8)
+    calibration = len(flood.attempts)
+    baseline = rss_kib(api.pid)
+    began = time.monotonic()
+    with RssSampler(api.pid) as rss, Prober(base_url, f"{flood.prefix}-probe") as prober:
+        flood.run(rate=3 * capacity, seconds=FLOOD_SECONDS)
+        over = began + FLOOD_SECONDS
+        while prober.prompt_since(over) is None and time.monotonic() - over < 60:
+            time.sleep(0.1)
+    recovered = prober.prompt_since(over)
+    attempts = flood.attempts[calibration:]
+    offered = len(attempts) * flood.batch_size / FLOOD_SECONDS
+    flood.resend_refused(timeout=60)
+    acked = flood.acked | prober.acked
+    catch = wait_caught_up(stack, database, deployment.name, group_of(deployment), acked, timeout=150)
+    report.ledger = catch.ledger
+    report.details.append(census(stack, deployment.name))
+    slowest = max(a.latency for a in attempts)
+    late = [a for a in attempts if a.status is None or a.latency > OVERLOAD_DEADLINE + GRACE]
+    growth = (max(rss.samples) - baseline) / 1024
+    report.recovery = "never" if recovered is None else f"{recovered:.1f}s (flood over -> 202 within 1 s)"
+    report.details.append(
+        f"capacity {capacity:.0f} events/s, offered {offered:.0f}/s for {FLOOD_SECONDS:.0f}s; "
+        f"answers {outcomes(attempts)}, {len(late)} late; slowest {slowest:.1f}s; API RSS +{growth:.0f} MiB"
+    )
+    assert not flood.anomalies, flood.anomalies[:5]
+    assert not flood.refused, f"{len(flood.refused)} batches never acknowledged, even resent after the flood"
+    assert catch.complete
+    assert_exact(catch.ledger)
+    assert growth < 100, f"API memory grew by {growth:.0f} MiB under overload"
+    assert {a.status for a in attempts} <= {202, 429, 503}, outcomes(attempts)
+    assert not late, (
+        f"{len(late)} of {len(attempts)} requests were answered after the publish deadline "
+        f"({OVERLOAD_DEADLINE:g}s + {GRACE:g}s of grace), the slowest in {slowest:.1f}s: the API queues "
+        "the excess instead of refusing it at once"
+    )

@@ -1,0 +1,124 @@
+"""Outages of the shared broker and database, under load. Each outage is kept short (other engineers use
+the same stack) and the service is always started again, whatever happens."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+from tests.e2e.processes import AUTH_HEADERS, Deployment
+from tests.faults.harness import finish, outage, settle, wait_stored
+from tests.faults.ledger import Report, assert_exact
+from tests.faults.traffic import Traffic
+
+PUBLISH_DEADLINE = 2.0
+# An answer may come this much after the publish deadline: reading the request, writing the answer.
+GRACE = 1.0
+DOWN_SECONDS = 6
+
+
+def statuses(attempts: list[Any]) -> dict[str, int]:
+    return dict(Counter("no answer" if a.status is None else str(a.status) for a in attempts))
+
+
+@pytest.mark.scenario("2 Kafka broker outage")
+def test_broker_outage_answers_503_while_down_and_202_within_seconds_of_its_return(
+    deployment: Deployment, stack: Stack, database: Any, report: Report
+) -> None:
+    deployment.start_consumer()
+    _, base_url = deployment.start_api(INGEST_PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_DEADLINE))
+    traffic = Traffic([base_url], rate=300, workers=4).start()
+    time.sleep(3)
+    with outage(stack, "kafka") as moments:
+        time.sleep(DOWN_SECONDS)
+    deadline = time.monotonic() + 30
+    while (first := traffic.first_202_sent_after(moments["up"])) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # steady load after the return
+    catch = finish(stack, deployment, database, traffic, report)
+
+    during = traffic.between(moments["down"], moments["starting"])
+    slowest = max((a.latency for a in during), default=0.0)
+    report.recovery = (
+        "never" if first is None else f"{first.answered - moments['up']:.1f}s (broker back -> 202)"
+    )
+    report.details.append(
+        f"broker down {moments['starting'] - moments['down']:.0f}s, restart took "
+        f"{moments['up'] - moments['starting']:.0f}s; answers while down {statuses(during)}, "
+        f"slowest {slowest:.1f}s"
+    )
+    settle(traffic, catch)
+    assert_exact(catch.ledger)
+    assert during, "no request was answered while the broker was down"
+    assert {a.status for a in during} == {503}, f"answers while the broker was down: {statuses(during)}"
+    assert all(a.retry_after for a in during), "a 503 without Retry-After"
+    assert slowest <= PUBLISH_DEADLINE + GRACE
+    assert first is not None and first.answered - moments["up"] <= 10
+
+
+LIST, ONE, STATUS = "GET /api/activities", "GET /api/activities/{id}", "GET /api/activities/{id}/status"
+
+
+def read_statuses(base_url: str, event_id: str) -> dict[str, str]:
+    """What each read endpoint answers (its status, and whether it carried Retry-After), asked at once
+    and each on its own connection, so the outage need not last longer for them."""
+    paths = {
+        LIST: "/api/activities",
+        ONE: f"/api/activities/{event_id}",
+        STATUS: f"/api/activities/{event_id}/status",
+    }
+
+    def ask(path: str) -> str:
+        try:
+            response = httpx.get(f"{base_url}{path}", headers=AUTH_HEADERS, timeout=30)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return f"{response.status_code}{'+Retry-After' if 'retry-after' in response.headers else ''}"
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        return dict(zip(paths, pool.map(ask, paths.values()), strict=True))
+
+
+@pytest.mark.scenario("3 database outage")
+def test_database_outage_the_consumer_retries_and_catches_up(
+    deployment: Deployment, stack: Stack, database: Any, report: Report
+) -> None:
+    # Operations give up on the database after 2 s (MONGODB_TIMEOUT_MS, 5 s by default), so that a 6 s
+    # outage surely makes the consumer's writes fail and be retried, not merely wait.
+    consumer = deployment.start_consumer(MONGODB_TIMEOUT_MS="2000")
+    _, base_url = deployment.start_api(MONGODB_TIMEOUT_MS="2000")
+    traffic = Traffic([base_url], rate=300).start()
+    time.sleep(3)
+    some_id = next(iter(traffic.acked))
+    with outage(stack, "mongo") as moments:
+        time.sleep(1)
+        reads = read_statuses(base_url, some_id)
+        time.sleep(max(0.0, moments["down"] + DOWN_SECONDS - time.monotonic()))
+    backlog = set(traffic.acked)
+    cleared = wait_stored(database, backlog, timeout=90)
+    catch = finish(stack, deployment, database, traffic, report)
+
+    during = traffic.between(moments["down"], moments["starting"])
+    retried = sum(
+        p.read_text(errors="replace").count("retrying") for p in deployment.logs.glob("consumer-*.log")
+    )
+    report.recovery = "never" if cleared is None else f"{cleared:.1f}s (database back -> backlog stored)"
+    report.details.append(
+        f"database down {moments['starting'] - moments['down']:.0f}s; ingest while down {statuses(during)}; "
+        f"consumer retries logged {retried}; reads while down: list {reads[LIST]}, one {reads[ONE]}, "
+        f"status {reads[STATUS]}"
+    )
+    settle(traffic, catch)
+    assert_exact(catch.ledger)
+    assert consumer.poll() is None, "the consumer exited during the outage"
+    assert retried > 0, "the consumer never logged a retry, so the outage was not exercised"
+    assert during and {a.status for a in during} == {202}, "ingest must not depend on the database"
+    # Reads cannot work without the database; they must say so with a 503 and Retry-After, as the README
+    # promises, not fail with a 500.
+    assert all(r == "503+Retry-After" for r in reads.values()), f"reads while the database was down: {reads}"
