@@ -1,0 +1,95 @@
+"""How much of everything a run does: the full plan (`make bench`, ~10 minutes) and the quick one
+(`make bench-quick`, under a minute, only to prove the harness works end to end)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    warmup_seconds: float
+    """Load before each measured wrk run (JIT-free Python still warms caches, pools, Kafka batches)."""
+    ceiling_seconds: float
+    generator_seconds: float
+    single_seconds: float
+    single_connections: int
+    batch_seconds: float
+    batch_connections: int
+    batch_size: int
+    raw_producer_seconds: float
+    memory_seconds: float
+    overload_factor: int
+    freshness_seconds: float
+    freshness_probes_per_second: float
+    drain_events: int
+    drain_ceiling_events: int
+    query_events: int
+    query_samples: int
+    observability_seconds: float = 10
+    profile_seconds: float = 8
+    """Length of each extra, unmeasured run during which py-spy samples the API."""
+    profile_events: int = 60_000
+    """Events pre-filled beyond scenario 4's count, drained while py-spy samples the consumer."""
+    wrk_threads: int = 1
+    partitions: int = 6
+    users: int = 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Budget (quiet machine): ingest ~115 s, observability ~40 s, pipeline ~50 s, drain + its ceiling ~210 s,
+# queries ~65 s: about 8 minutes, leaving room for a busy machine within ~10.
+# FerretDB is what limits the counts: inserts slow down as the collection grows (the 1M drain and its
+# 1M ceiling took 7 minutes together), and every list query scans the whole collection.
+FULL = Plan(
+    name="full",
+    warmup_seconds=2,
+    ceiling_seconds=15,
+    generator_seconds=5,
+    single_seconds=15,
+    single_connections=64,
+    batch_seconds=15,
+    batch_connections=16,
+    batch_size=100,
+    raw_producer_seconds=10,
+    memory_seconds=10,
+    overload_factor=3,
+    freshness_seconds=20,
+    freshness_probes_per_second=40,
+    drain_events=500_000,
+    drain_ceiling_events=500_000,
+    query_events=30_000,
+    query_samples=4,
+    observability_seconds=8,
+    profile_seconds=6,
+    profile_events=50_000,
+)
+
+QUICK = Plan(
+    name="quick",
+    warmup_seconds=1,
+    ceiling_seconds=1,
+    generator_seconds=1,
+    single_seconds=1,
+    single_connections=16,
+    batch_seconds=1,
+    batch_connections=4,
+    batch_size=100,
+    raw_producer_seconds=1,
+    memory_seconds=1,
+    overload_factor=3,
+    freshness_seconds=3,
+    freshness_probes_per_second=20,
+    drain_events=5_000,
+    drain_ceiling_events=5_000,
+    query_events=1_000,
+    query_samples=2,
+    observability_seconds=1,
+    profile_seconds=1,
+    profile_events=2_000,
+    users=200,
+)
