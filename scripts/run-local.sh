@@ -21,7 +21,10 @@ consumer=$!
 "$bin/activity-service" api &
 api=$!
 
+stopped=0
 stop() {
+  [ "$stopped" = 1 ] && return 0  # once: from the Ctrl-C trap, or after either process ended
+  stopped=1
   trap - INT TERM
   kill -TERM "$api" "$consumer" 2>/dev/null || true
   wait "$api" "$consumer" 2>/dev/null || true
