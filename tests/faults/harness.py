@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterator
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,3 +91,13 @@ def settle(traffic: Traffic, catch: CatchUp) -> None:
     assert catch.complete, (
         f"the consumer did not catch up (lag {catch.lag}, {len(catch.ledger.lost)} missing)"
     )
+
+
+PUBLISH_DEADLINE = 2.0
+GRACE = 1.0
+"""An answer may come this much after the publish deadline: reading the request, writing the answer."""
+
+
+def outcomes(attempts: Sequence[Any]) -> dict[str, int]:
+    """How many attempts ended in each status ("no answer" when none came)."""
+    return dict(Counter("no answer" if a.status is None else str(a.status) for a in attempts))

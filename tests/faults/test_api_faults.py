@@ -5,27 +5,19 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections import Counter
 from typing import Any
 
 import pytest
 
 from tests.conftest import Stack
 from tests.e2e.processes import Deployment
-from tests.faults.harness import census, finish, group_of, settle
+from tests.faults.harness import GRACE, census, finish, group_of, outcomes, settle
 from tests.faults.ledger import Report, assert_exact, wait_caught_up
 from tests.faults.overload import Flood, Prober, RssSampler, rss_kib
-from tests.faults.traffic import Attempt, Traffic
+from tests.faults.traffic import Traffic
 
-PUBLISH_DEADLINE = 2.0
-GRACE = 1.0
-"""An answer may come this much after the publish deadline: reading the request, writing the answer."""
 FLOOD_SECONDS = 3.0
 OVERLOAD_DEADLINE = 1.0
-
-
-def outcomes(attempts: list[Attempt]) -> dict[str, int]:
-    return dict(Counter("no answer" if a.status is None else str(a.status) for a in attempts))
 
 
 @pytest.mark.scenario("4 API SIGTERM")

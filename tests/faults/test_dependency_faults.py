@@ -4,7 +4,6 @@ the same stack) and the service is always started again, whatever happens."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,18 +12,11 @@ import pytest
 
 from tests.conftest import Stack
 from tests.e2e.processes import AUTH_HEADERS, Deployment
-from tests.faults.harness import finish, outage, settle, wait_stored
+from tests.faults.harness import GRACE, PUBLISH_DEADLINE, finish, outage, outcomes, settle, wait_stored
 from tests.faults.ledger import Report, assert_exact
 from tests.faults.traffic import Traffic
 
-PUBLISH_DEADLINE = 2.0
-# An answer may come this much after the publish deadline: reading the request, writing the answer.
-GRACE = 1.0
 DOWN_SECONDS = 6
-
-
-def statuses(attempts: list[Any]) -> dict[str, int]:
-    return dict(Counter("no answer" if a.status is None else str(a.status) for a in attempts))
 
 
 @pytest.mark.scenario("2 Kafka broker outage")
@@ -50,13 +42,13 @@ def test_broker_outage_answers_503_while_down_and_202_within_seconds_of_its_retu
     )
     report.details.append(
         f"broker down {moments['starting'] - moments['down']:.0f}s, restart took "
-        f"{moments['up'] - moments['starting']:.0f}s; answers while down {statuses(during)}, "
+        f"{moments['up'] - moments['starting']:.0f}s; answers while down {outcomes(during)}, "
         f"slowest {slowest:.1f}s"
     )
     settle(traffic, catch)
     assert_exact(catch.ledger)
     assert during, "no request was answered while the broker was down"
-    assert {a.status for a in during} == {503}, f"answers while the broker was down: {statuses(during)}"
+    assert {a.status for a in during} == {503}, f"answers while the broker was down: {outcomes(during)}"
     assert all(a.retry_after for a in during), "a 503 without Retry-After"
     assert slowest <= PUBLISH_DEADLINE + GRACE
     assert first is not None and first.answered - moments["up"] <= 10
@@ -110,7 +102,7 @@ def test_database_outage_the_consumer_retries_and_catches_up(
     )
     report.recovery = "never" if cleared is None else f"{cleared:.1f}s (database back -> backlog stored)"
     report.details.append(
-        f"database down {moments['starting'] - moments['down']:.0f}s; ingest while down {statuses(during)}; "
+        f"database down {moments['starting'] - moments['down']:.0f}s; ingest while down {outcomes(during)}; "
         f"consumer retries logged {retried}; reads while down: list {reads[LIST]}, one {reads[ONE]}, "
         f"status {reads[STATUS]}"
     )
