@@ -4,8 +4,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
-from activity_service.domain.errors import InvalidActivity
+from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem, new_uuid7, uuid7_time
+from activity_service.domain.metadata import _plain, _walk, metadata_problems
 
 RECEIVED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
@@ -103,6 +104,36 @@ def test_metadata_depth_is_bounded() -> None:
 def test_metadata_may_hold_any_json() -> None:
     metadata = {"s": "x", "n": 1, "f": 1.5, "b": True, "none": None, "list": [1, "a", {"k": [2]}]}
     assert record(metadata=metadata).metadata == metadata
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"s": "x", "n": -(2**63), "m": 2**63 - 1, "f": 1.5, "b": False, "none": None, "l": [[], {}, [1]]},
+        {"n": 2**63},
+        {"list": [1, {"ok": [{"$in": 1}]}]},
+        {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}},
+        {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}},
+        {"a": [[[[[[[1]]]]]]]},
+        {"a": [[[[[[[[1]]]]]]]]},
+        {"k" * 256: 1, "x": "\x00 in a value is fine"},
+        {"k" * 257: 1},
+        {"bytes": b"x"},
+        {"tuple": (1, 2)},
+        {1: "not a str key"},
+        {"x\x00": 1},
+        {" ": 1, "a$": 1},
+    ],
+)
+def test_the_fast_metadata_check_agrees_with_the_one_that_names_the_problems(
+    metadata: dict[object, object],
+) -> None:
+    # Every event takes the fast path (_plain); only when it finds something does _walk name it.
+    errors: list[FieldError] = []
+    _walk(metadata, "metadata", 1, errors)
+    assert _plain(metadata, 1) == (not errors)
+    assert metadata_problems(metadata) == errors
 
 
 def test_metadata_must_be_an_object() -> None:

@@ -19,6 +19,7 @@ MAX_ACTION_LENGTH = 128
 MAX_FUTURE_SKEW = timedelta(hours=24)
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_IP_LENGTH = 64
+_ZERO = timedelta(0)
 
 JsonObject = Mapping[str, Any]
 
@@ -108,23 +109,15 @@ def _problems(a: Activity) -> list[FieldError]:
     errors: list[FieldError] = []
     if (problem := event_id_problem(a.id)) is not None:
         errors.append(FieldError("id", problem))
-    for name, value, limit in (
-        ("userId", a.user_id, MAX_USER_ID_LENGTH),
-        ("action", a.action, MAX_ACTION_LENGTH),
-    ):
-        if not value or not value.strip():
-            errors.append(FieldError(name, "must be a non-empty string"))
-        elif len(value) > limit:
-            errors.append(FieldError(name, f"must be at most {limit} characters"))
-        elif "\x00" in value:
-            errors.append(FieldError(name, "must not contain NUL characters"))
+    _text_problem(errors, "userId", a.user_id, MAX_USER_ID_LENGTH)
+    _text_problem(errors, "action", a.action, MAX_ACTION_LENGTH)
     for name, when in (
         ("timestamp", a.timestamp),
         ("receivedAt", a.received_at),
         ("originalTimestamp", a.original_timestamp),
         ("sentAt", a.sent_at),
     ):
-        if when is not None and when.utcoffset() != timedelta(0):
+        if when is not None and when.utcoffset() != _ZERO:
             errors.append(FieldError(name, "must be a UTC time"))
     if a.ip_address is not None and (not isinstance(a.ip_address, str) or len(a.ip_address) > MAX_IP_LENGTH):
         errors.append(FieldError("ipAddress", f"must be a string of at most {MAX_IP_LENGTH} characters"))
@@ -135,3 +128,12 @@ def _problems(a: Activity) -> list[FieldError]:
         errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
     errors.extend(metadata_problems(a.metadata))
     return errors
+
+
+def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -> None:
+    if not value or value.isspace():
+        errors.append(FieldError(name, "must be a non-empty string"))
+    elif len(value) > limit:
+        errors.append(FieldError(name, f"must be at most {limit} characters"))
+    elif "\x00" in value:
+        errors.append(FieldError(name, "must not contain NUL characters"))

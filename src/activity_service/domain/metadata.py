@@ -19,9 +19,40 @@ _INT64 = range(-(2**63), 2**63)
 def metadata_problems(metadata: object) -> list[FieldError]:
     if not isinstance(metadata, Mapping):
         return [FieldError("metadata", "must be a JSON object")]
+    if _plain(metadata, 1):
+        return []
     errors: list[FieldError] = []
     _walk(metadata, "metadata", 1, errors)
     return errors
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """True when ``value`` is clean, checked without building any path: the common case, on every
+    event. Only exact JSON types pass; anything else (a problem, or a Mapping that is not a dict) goes
+    to ``_walk``, which names every offending path."""
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-(2**63) <= value < 2**63)
+    if depth > MAX_METADATA_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if (
+                type(key) is not str
+                or not key
+                or len(key) > MAX_METADATA_KEY_LENGTH
+                or key[0] == "$"
+                or "." in key
+                or "\x00" in key
+                or not _plain(item, depth + 1)
+            ):
+                return False
+        return True
+    if kind is list:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
 
 
 def _walk(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:

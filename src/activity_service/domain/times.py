@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 
 def to_iso(value: datetime) -> str:
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """``2026-11-26T10:00:00.000Z``: always four-digit years (strftime's ``%Y`` does not pad year 5)."""
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop isoformat's "+00:00"
 
 
 def from_iso(value: str) -> datetime:
