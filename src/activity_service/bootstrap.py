@@ -82,7 +82,7 @@ async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
             settings.kafka.topic,
             partitions=settings.kafka.topic_partitions,
         )
-        yield ApiServices(
+        services = ApiServices(
             settings=settings,
             record_activity=RecordActivity(publisher, SystemClock(), Uuid7Ids()),
             record_batch=RecordBatch(
@@ -96,6 +96,10 @@ async def api_services(settings: Settings) -> AsyncIterator[ApiServices]:
             ),
             rate_limiter=rate_limiter,
         )
+        try:
+            yield services
+        finally:
+            await publisher.close()
 
 
 @asynccontextmanager

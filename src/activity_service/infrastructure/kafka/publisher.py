@@ -1,14 +1,27 @@
-"""EventPublisher on Kafka: one shared idempotent producer, keyed by user, acknowledged by all replicas."""
+"""EventPublisher on Kafka: one shared idempotent producer, keyed by user, acknowledged by all replicas.
+
+Events are not handed to the producer one by one (``send()`` costs a future, a partition lookup and
+batch bookkeeping per event, and resolving a future per event on the acknowledgment: about 10 µs of
+CPU each, the largest share of a batch POST). Instead every concurrent request appends its encoded
+events straight into one record batch per partition, which a single sender per partition hands to the
+producer (``send_batch``) while the previous one is with the broker; a request waits for the batches
+that hold its events. The broker sees the same record batches as before (idempotent, acks=all, keyed
+by user with the Java client's murmur2 partitioner), and the producer still owns retries and ordering.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 from opentelemetry.trace import SpanKind
 
 from activity_service.domain.activity import Activity
@@ -18,6 +31,8 @@ from activity_service.infrastructure.observability import metrics
 from activity_service.infrastructure.observability.tracing import kafka_headers, tracer, tracing_enabled
 
 log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
 
 
 class KafkaEventPublisher:
@@ -36,6 +51,7 @@ class KafkaEventPublisher:
         self._timeout = timeout_seconds
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._lanes: dict[int, _Lane] = {}
         metrics.EVENTS_IN_FLIGHT.set_function(lambda: self._in_flight)
 
     @property
@@ -55,9 +71,9 @@ class KafkaEventPublisher:
                     span.set_attributes(
                         {"messaging.destination.name": self._topic, "messaging.batch.message_count": count}
                     )
-                    await self._send_all(activities, kafka_headers())
+                    await self._publish(activities, kafka_headers())
             else:
-                await self._send_all(activities, None)
+                await self._publish(activities, None)
         except PublishUnavailable:
             metrics.EVENTS_UNAVAILABLE.labels("not_acknowledged").inc(count)
             raise
@@ -66,50 +82,129 @@ class KafkaEventPublisher:
         metrics.PUBLISH_DURATION.observe(time.perf_counter() - started)
         metrics.EVENTS_ACCEPTED.inc(count)
 
-    async def _send_all(
-        self, activities: Sequence[Activity], headers: list[tuple[str, bytes]] | None
-    ) -> None:
+    async def _publish(self, activities: Sequence[Activity], headers: Headers | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        deliveries: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout_at(deadline):
-                for activity in activities:
-                    deliveries.append(
-                        await self._producer.send(
-                            self._topic,
-                            value=encode(activity),
-                            key=activity.user_id.encode(),
-                            headers=headers,
-                        )
-                    )
-            # wait(), not gather(): on timeout the deliveries stay untouched (the producer owns them).
-            done, pending = await asyncio.wait(deliveries, timeout=max(0.0, deadline - loop.time()))
+                partitions = sorted(await self._producer.partitions_for(self._topic))
         except TimeoutError:
-            _forget(deliveries)
-            raise PublishUnavailable(
-                "the event log did not accept the events in time", retry_after=2
-            ) from None
+            raise PublishUnavailable("the event log did not answer in time", retry_after=2) from None
         except KafkaError as exc:
-            _forget(deliveries)
             raise PublishUnavailable(f"the event log refused the events: {exc}", retry_after=2) from exc
+        batches: set[_Batch] = set()
+        touched: set[_Lane] = set()
+        for activity in activities:
+            key = activity.user_id.encode()
+            partition = partitions[_key_hash(key) % len(partitions)]
+            lane = self._lanes.get(partition)
+            if lane is None:
+                lane = self._lanes[partition] = _Lane(self, partition)
+            batches.add(lane.append(key, encode(activity), headers))
+            touched.add(lane)
+        for lane in touched:
+            lane.wake()
+        _, pending = await asyncio.wait(
+            [batch.acknowledged for batch in batches], timeout=max(0.0, deadline - loop.time())
+        )
         if pending:
-            _forget(deliveries)
             raise PublishUnavailable("the event log did not acknowledge in time", retry_after=2)
-        failures = [f.exception() for f in done if f.exception() is not None]
-        if failures:
-            raise PublishUnavailable(f"the event log refused the events: {failures[0]}", retry_after=2)
+        for batch in batches:
+            failure = batch.acknowledged.exception()
+            if failure is not None:
+                raise PublishUnavailable(f"the event log refused the events: {failure}", retry_after=2)
+
+    async def close(self, timeout_seconds: float = 5.0) -> None:
+        """Hand every batch still being filled to the producer (before it stops and flushes)."""
+        senders = [lane.sender for lane in self._lanes.values() if lane.sender is not None]
+        if senders:
+            await asyncio.wait(senders, timeout=timeout_seconds)
 
     async def ping(self) -> None:
         await self._producer.client.fetch_all_metadata()
 
 
-def _forget(deliveries: Sequence[asyncio.Future[object]]) -> None:
-    """Deliveries we stopped waiting for may still fail later; read their outcome so none goes unlogged."""
+@functools.lru_cache(maxsize=16384)
+def _key_hash(key: bytes) -> int:
+    """What the Java client (and aiokafka's DefaultPartitioner) hash a key to; cached, as users recur."""
+    return int(murmur2(key)) & 0x7FFFFFFF
 
-    def _log_outcome(future: asyncio.Future[object]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("a publish that timed out later failed: %s", future.exception())
 
-    for future in deliveries:
-        future.add_done_callback(_log_outcome)
+class _Batch:
+    """Records for one partition, and the future that settles when the broker acknowledged them."""
+
+    __slots__ = ("acknowledged", "builder")
+
+    def __init__(self, builder: BatchBuilder) -> None:
+        self.builder = builder
+        self.acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(self, delivery: asyncio.Future[object]) -> None:
+        if delivery.cancelled():
+            self.fail(KafkaError("the delivery was cancelled"))
+        elif (failure := delivery.exception()) is not None:
+            self.fail(failure)
+        elif not self.acknowledged.done():
+            self.acknowledged.set_result(None)
+
+    def fail(self, failure: BaseException) -> None:
+        if not self.acknowledged.done():
+            self.acknowledged.set_exception(failure)
+            # Read here so that a failure no request waits for any more (past its deadline) is not
+            # reported as never retrieved; it is logged instead.
+            self.acknowledged.add_done_callback(_log_unawaited_failure)
+
+
+def _log_unawaited_failure(future: asyncio.Future[None]) -> None:
+    failure = future.exception()
+    log.debug("a batch of events was not acknowledged: %s", failure)
+
+
+class _Lane:
+    """One partition: the batch being filled, full ones waiting their turn, and the task handing them
+    to the producer in order. The producer takes a partition's next batch only once its previous one
+    left for the broker, so while one is away the next fills with every request's events."""
+
+    __slots__ = ("filling", "full", "partition", "publisher", "sender")
+
+    def __init__(self, publisher: KafkaEventPublisher, partition: int) -> None:
+        self.publisher = publisher
+        self.partition = partition
+        self.filling: _Batch | None = None
+        self.full: deque[_Batch] = deque()
+        self.sender: asyncio.Task[None] | None = None
+
+    def append(self, key: bytes, value: bytes, headers: Headers | None) -> _Batch:
+        batch = self.filling
+        if batch is None:
+            batch = self.filling = _Batch(self.publisher._producer.create_batch())
+        if batch.builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+            # Full: it goes next, and a new one takes the record (an empty batch takes any record;
+            # the broker refuses one over its limits, which fails that batch's requests with a 503).
+            self.full.append(batch)
+            batch = self.filling = _Batch(self.publisher._producer.create_batch())
+            batch.builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+        return batch
+
+    def wake(self) -> None:
+        if self.sender is None:
+            self.sender = asyncio.create_task(self._hand_over(), name=f"kafka-lane-{self.partition}")
+
+    async def _hand_over(self) -> None:
+        producer, topic = self.publisher._producer, self.publisher._topic
+        try:
+            while True:
+                if self.full:
+                    batch = self.full.popleft()
+                elif self.filling is not None:
+                    batch, self.filling = self.filling, None
+                else:
+                    return
+                try:
+                    delivery = await producer.send_batch(batch.builder, topic, partition=self.partition)
+                except Exception as exc:  # KafkaError, ProducerClosed: its requests answer 503
+                    batch.fail(exc)
+                    continue
+                delivery.add_done_callback(batch.settle)
+        finally:
+            self.sender = None
