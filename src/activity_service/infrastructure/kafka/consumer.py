@@ -95,55 +95,82 @@ class KafkaActivityConsumer:
         self._batch_lock = asyncio.Lock()
         self._progress = ProgressTracker(consumer, delivery.progress)
         self._last_progress = 0.0
+        self._finishing: asyncio.Task[None] | None = None
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         """Pass to ``subscribe``: revoking partitions waits until the batch in hand is committed."""
-        return _FinishBatchFirst(self._batch_lock)
+        return _FinishBatchFirst(self)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
+        """Consume until ``stop`` is set; the batch in hand is finished and committed first.
+
+        The broker and database round trips that do not need to follow each other overlap: while a
+        batch is written, the next one (when already fetched) is decoded, and the previous one's
+        commit and progress record complete. A batch is still committed only once it is stored, and
+        only after the batch before it.
+        """
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=self._fetch_timeout_ms, max_records=self._max_records
-            )
-            async with self._batch_lock:
-                if not batches:
-                    if loop.time() - self._last_progress >= self._progress_interval:
-                        self._last_progress = loop.time()
-                        await self._progress.when_idle()
-                    continue
-                report = await self._process(batches, stop)
-                if report is None:  # stopped while the store was still failing: commit nothing
-                    return
-                await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items() if records})
-                self._last_progress = loop.time()
-                await self._progress.after_batch(batches)
-            if self._on_batch is not None:
-                self._on_batch(report)
+        ahead: _Fetched | None = None
+        try:
+            while not stop.is_set():
+                if ahead is None:
+                    fetched = _Fetched.decode(
+                        await self._consumer.getmany(
+                            timeout_ms=self._fetch_timeout_ms, max_records=self._max_records
+                        )
+                    )
+                else:
+                    fetched, ahead = ahead, None
+                async with self._batch_lock:
+                    # Fetched ahead, before a rebalance: what this consumer no longer owns is the new
+                    # owner's to read from the last commit. The rest must be stored (its position moved).
+                    fetched = fetched.only(self._consumer.assignment())
+                    if not fetched.records:
+                        await self.finish_batch()
+                        if loop.time() - self._last_progress >= self._progress_interval:
+                            self._last_progress = loop.time()
+                            await self._progress.when_idle()
+                        continue
+                    report, ahead = await self._process(fetched, stop)
+                    if report is None:  # stopped while the store was still failing: commit nothing
+                        return
+                    await self.finish_batch()
+                    self._progress.saw(fetched.last_received)
+                    self._finishing = asyncio.create_task(self._finish(fetched.next_offsets))
+                if self._on_batch is not None:
+                    self._on_batch(report)
+        finally:
+            await self.finish_batch()
+
+    async def finish_batch(self) -> None:
+        """Wait for the last stored batch to be committed and its progress recorded."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None:
+            await finishing
+
+    async def _finish(self, next_offsets: dict[TopicPartition, int]) -> None:
+        await self._commit(next_offsets)
+        self._last_progress = asyncio.get_running_loop().time()
+        await self._progress.after_batch(next_offsets)
 
     async def _process(
-        self, batches: dict[TopicPartition, list[Record]], stop: asyncio.Event
-    ) -> BatchReport | None:
-        records = [record for batch in batches.values() for record in batch]
-        with BatchTelemetry(records) as telemetry:
-            return await self._settle(records, telemetry, stop)
+        self, fetched: _Fetched, stop: asyncio.Event
+    ) -> tuple[BatchReport | None, _Fetched | None]:
+        """Store the batch; meanwhile fetch and decode whatever the consumer already has buffered."""
+        with BatchTelemetry(fetched.records) as telemetry:
+            settling = asyncio.create_task(self._settle(fetched, telemetry, stop))
+            await asyncio.sleep(0)  # let the write go out before decoding (CPU) holds the loop
+            try:
+                buffered = await self._consumer.getmany(timeout_ms=0, max_records=self._max_records)
+                ahead = _Fetched.decode(buffered) if buffered else None
+            finally:
+                report = await settling
+        return report, ahead
 
     async def _settle(
-        self, records: list[Record], telemetry: BatchTelemetry, stop: asyncio.Event
+        self, fetched: _Fetched, telemetry: BatchTelemetry, stop: asyncio.Event
     ) -> BatchReport | None:
-        activities: list[Activity] = []
-        sources: dict[str, Record] = {}
-        dead: list[tuple[Record, str, str]] = []
-        for record in records:
-            try:
-                activity = decode(record.value)
-            except Exception as exc:  # decoding is deterministic: no retry can help, so dead-letter it
-                dead.append((record, type(exc).__name__, str(exc)))
-                continue
-            activities.append(activity)
-            sources[activity.id] = record
-            self._progress.saw(record, activity.received_at)
+        activities = fetched.activities
 
         async def store() -> StoreOutcome:
             started = time.perf_counter()
@@ -154,7 +181,8 @@ class KafkaActivityConsumer:
         outcome = await self._until_known(store, "store", stop)
         if outcome is None:
             return None
-        dead += [
+        sources = {activity.id: record for record, activity in zip(fetched.sources, activities, strict=True)}
+        dead = fetched.dead + [
             (sources[event_id], "RejectedByStore", reason) for event_id, reason in outcome.rejected.items()
         ]
         for record, error_type, reason in dead:
@@ -173,7 +201,7 @@ class KafkaActivityConsumer:
                 continue
             return None
         return BatchReport(
-            records=len(records),
+            records=len(fetched.records),
             inserted=outcome.inserted,
             duplicates=outcome.duplicates,
             dead_lettered=len(dead),
@@ -225,12 +253,59 @@ class KafkaActivityConsumer:
             )
 
 
+@dataclass(slots=True)
+class _Fetched:
+    """A fetched batch, decoded: what to store, what to dead-letter, and what to commit."""
+
+    by_partition: dict[TopicPartition, list[Record]]
+    records: list[Record]
+    activities: list[Activity]
+    sources: list[Record]
+    """The record each activity came from (same order)."""
+    dead: list[tuple[Record, str, str]]
+    last_received: dict[TopicPartition, datetime]
+
+    @classmethod
+    def decode(cls, by_partition: dict[TopicPartition, list[Record]]) -> _Fetched:
+        by_partition = {tp: records for tp, records in by_partition.items() if records}
+        fetched = cls(by_partition, [], [], [], [], {})
+        for tp, records in by_partition.items():
+            latest: datetime | None = None
+            for record in records:
+                fetched.records.append(record)
+                try:
+                    activity = decode(record.value)
+                except Exception as exc:  # decoding is deterministic: no retry can help, so dead-letter it
+                    fetched.dead.append((record, type(exc).__name__, str(exc)))
+                    continue
+                fetched.activities.append(activity)
+                fetched.sources.append(record)
+                if latest is None or activity.received_at > latest:
+                    latest = activity.received_at
+            if latest is not None:
+                fetched.last_received[tp] = latest
+        return fetched
+
+    def only(self, assigned: set[TopicPartition]) -> _Fetched:
+        if all(tp in assigned for tp in self.by_partition):
+            return self
+        return _Fetched.decode({tp: r for tp, r in self.by_partition.items() if tp in assigned})
+
+    @property
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        return {tp: records[-1].offset + 1 for tp, records in self.by_partition.items()}
+
+
 class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, batch_lock: asyncio.Lock) -> None:
-        self._batch_lock = batch_lock
+    def __init__(self, loop: KafkaActivityConsumer) -> None:
+        self._loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self._batch_lock:  # the loop commits before it lets go of the lock
+        async with self._loop._batch_lock:  # the batch in hand is stored, then committed
+            try:
+                await self._loop.finish_batch()
+            except Exception as exc:  # its events are stored: the next owner re-reads duplicates only
+                log.warning("the last batch was not committed before the rebalance: %s", exc)
             log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:

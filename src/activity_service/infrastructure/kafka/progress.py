@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,20 +22,17 @@ class ProgressTracker:
         self._log = log_
         self._last_received: dict[TopicPartition, datetime] = {}
 
-    def saw(self, record: Any, received_at: datetime) -> None:
-        """Note the receipt time of an event about to be stored."""
-        tp = TopicPartition(record.topic, record.partition)
-        if tp not in self._last_received or received_at > self._last_received[tp]:
-            self._last_received[tp] = received_at
+    def saw(self, last_received: dict[TopicPartition, datetime]) -> None:
+        """Note, per partition, the latest receipt time among events just stored."""
+        for tp, received_at in last_received.items():
+            if tp not in self._last_received or received_at > self._last_received[tp]:
+                self._last_received[tp] = received_at
 
-    async def after_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Call once the batch is stored and committed."""
+    async def after_batch(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """Call once the batch is stored and committed (``next_offsets``: what was committed)."""
         now = datetime.now(UTC)
         progress = []
-        for tp, records in batches.items():
-            if not records:
-                continue
-            next_offset = records[-1].offset + 1
+        for tp, next_offset in next_offsets.items():
             highwater = self._consumer.highwater(tp)
             caught_up = highwater is not None and next_offset >= highwater
             if highwater is not None:
