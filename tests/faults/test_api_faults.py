@@ -69,14 +69,6 @@ def test_api_sigterm_under_load_completes_or_fails_in_flight_requests_and_loses_
 
 
 @pytest.mark.scenario("6 overload 3x capacity")
-@pytest.mark.xfail(
-    strict=True,
-    reason="known open defect (issue 8): at 3x capacity on 2 shared cores, about a third of the answers "
-    "(all 202, none lost) come after the 1 s publish deadline + 1 s grace. Neither the ingest concurrency "
-    "bound nor the event-loop-lag shedding in IngestGuard triggers: the queue forms before requests reach "
-    "the application (in the socket and uvicorn's parser, and possibly in the flood client sharing the "
-    "cores). strict: this test turns red the day the API sheds in time, so the mark comes off.",
-)
 def test_overload_at_three_times_capacity_sheds_promptly_with_bounded_memory(
     deployment: Deployment, stack: Stack, database: Any, report: Report
 ) -> None:

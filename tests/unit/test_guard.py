@@ -1,12 +1,13 @@
 """IngestGuard in front of a tiny ASGI app that echoes the size of the body it got."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from activity_service.interfaces.http.guard import IngestGuard, is_json
+from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, is_json
 
 
 async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,3 +94,39 @@ async def test_beyond_the_concurrency_bound_ingest_is_refused_at_once() -> None:
         assert (await http.post("/in", content=b"{}", headers=JSON)).status_code == 200
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert app.in_progress == 0
+
+
+def test_the_accept_queue_counts_connections_the_server_has_not_accepted_yet() -> None:
+    queue = AcceptQueue()
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listening:
+        assert queue.length() == 0  # not watched yet: nothing to report
+        queue.watch(listening)
+        waiting = [socket.create_connection(listening.getsockname()) for _ in range(5)]
+        try:
+            assert queue.length() == 5
+            accepted, _ = listening.accept()
+            accepted.close()
+            assert queue.length() == 4
+        finally:
+            for connection in waiting:
+                connection.close()
+
+
+async def test_while_connections_queue_up_to_be_accepted_ingest_is_refused_at_once() -> None:
+    class Queue(AcceptQueue):
+        waiting = 0
+
+        def length(self) -> int:
+            return self.waiting
+
+    queue = Queue()
+    app = IngestGuard(
+        echo_size, limits={"/in": 100}, max_concurrent=8, accept_queue=queue, max_accept_queue=3
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        queue.waiting = 3
+        assert (await http.post("/in", content=b"{}", headers=JSON)).status_code == 200
+        queue.waiting = 4
+        refused = await http.post("/in", content=b"{}", headers=JSON)
+        assert (await http.get("/health")).status_code == 200  # only ingest is shed
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"

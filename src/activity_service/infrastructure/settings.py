@@ -88,6 +88,7 @@ class IngestSettings(BaseSettings):
     max_in_flight_events: int = Field(default=20_000, ge=1)
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_loop_lag_seconds: float = Field(default=0.25, gt=0)
+    max_accept_queue: int = Field(default=64, ge=1)
     max_batch_items: int = Field(default=500, ge=1)
     max_batch_bytes: int = Field(default=1_048_576, ge=1024)
     max_event_bytes: int = Field(default=32_768, ge=256)

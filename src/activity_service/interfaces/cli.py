@@ -74,21 +74,27 @@ def _serve_api(settings: Settings, host: str, port: int) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers: access logs go through the same formatter
+        access_log=settings.api.access_log,
+        proxy_headers=False,  # the client address comes from the socket, never from a header
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    # Bound here rather than by uvicorn so that the ingest guard can watch its accept queue.
+    listening = config.bind_socket()
+    app.state.accept_queue.watch(listening)
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # keep our handlers: access logs go through the same formatter
-            access_log=settings.api.access_log,
-            proxy_headers=False,  # the client address comes from the socket, never from a header
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
+        server.run(sockets=[listening])
     finally:
+        listening.close()
         shutdown_tracing()
-    return 0
+    return 0 if server.started else 3  # uvicorn's own exit code for a failed start-up
 
 
 def _consume(settings: Settings) -> int:

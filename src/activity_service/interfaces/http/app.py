@@ -13,7 +13,7 @@ from activity_service.bootstrap import api_services
 from activity_service.infrastructure.observability.tracing import tracing_enabled
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, problems
-from activity_service.interfaces.http.guard import IngestGuard
+from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
     install_metrics_route,
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,  # docs.install serves it, behind a key when AUTH_PROTECT_DOCS is set
     )
     app.state.security = security
+    # The server's listening sockets are registered here once bound (cli._serve_api).
+    app.state.accept_queue = accept_queue = AcceptQueue()
     # The last added runs first: security headers on every answer, CORS preflights answered before the
     # gate asks for a key, and the key checked before the body is looked at.
     app.add_middleware(
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         max_concurrent=settings.ingest.max_concurrent_requests,
         max_loop_lag=settings.ingest.max_loop_lag_seconds,
+        accept_queue=accept_queue,
+        max_accept_queue=settings.ingest.max_accept_queue,
     )
     app.add_middleware(ApiGate, security=security, per_event_paths={"/api/activities/batch"})
     if origins := settings.api.cors_origin_list:
