@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 from activity_service.application.record_activity import ActivityDraft
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import DomainError, FieldError, InvalidActivity
 from activity_service.domain.ports import Clock, EventPublisher, IdGenerator
+from activity_service.domain.times import to_millis
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ class RecordBatch:
     async def execute(self, items: Sequence[BatchItem]) -> BatchResult:
         if len(items) > self._max_items:
             raise BatchTooLarge(len(items), self._max_items)
-        received_at = self._clock.now()
+        received_at = to_millis(self._clock.now().astimezone(UTC))  # as stored: shared as it is
         results = []
         for index, item in enumerate(items):
             if not isinstance(item, ActivityDraft):

@@ -98,6 +98,8 @@ class Activity:
 
 def _utc(value: datetime, field: str) -> datetime:
     """Naive times are taken as UTC; aware ones are converted; precision is cut to milliseconds."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already so (a batch's shared receivedAt): no copies
     try:
         utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
@@ -117,7 +119,7 @@ def _problems(a: Activity) -> list[FieldError]:
         ("originalTimestamp", a.original_timestamp),
         ("sentAt", a.sent_at),
     ):
-        if when is not None and when.utcoffset() != _ZERO:
+        if when is not None and when.tzinfo is not UTC and when.utcoffset() != _ZERO:
             errors.append(FieldError(name, "must be a UTC time"))
     if a.ip_address is not None and (not isinstance(a.ip_address, str) or len(a.ip_address) > MAX_IP_LENGTH):
         errors.append(FieldError("ipAddress", f"must be a string of at most {MAX_IP_LENGTH} characters"))

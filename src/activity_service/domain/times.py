@@ -7,8 +7,17 @@ from datetime import UTC, datetime
 
 def to_iso(value: datetime) -> str:
     """``2026-11-26T10:00:00.000Z``: always four-digit years (strftime's ``%Y`` does not pad year 5)."""
-    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop isoformat's "+00:00"
+    v = value if value.tzinfo is UTC else value.astimezone(UTC)
+    # Runs twice an event: %-formatting measured 0.55 µs, isoformat(timespec=...) 0.85, an f-string 1.0.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        v.year,
+        v.month,
+        v.day,
+        v.hour,
+        v.minute,
+        v.second,
+        v.microsecond // 1000,
+    )
 
 
 def from_iso(value: str) -> datetime:
