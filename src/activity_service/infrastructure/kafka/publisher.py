@@ -38,9 +38,11 @@ Headers = list[tuple[str, bytes]]
 class KafkaEventPublisher:
     """Publishes activities and returns only once the broker acknowledged all of them.
 
-    Bounds: at most ``max_in_flight`` events wait for an acknowledgment in this process (more are
-    refused at once with Overloaded, so memory stays bounded), and each publish has a deadline
-    (``timeout_seconds``) after which the caller gets PublishUnavailable, never a silent success.
+    Bounds: at most ``max_in_flight`` events wait for an acknowledgment in this process, and at most as
+    many wait to be handed to the producer (events of requests that already gave up stay queued until
+    the broker takes them: while it is down they would pile up). More are refused at once with
+    Overloaded, so memory stays bounded. Each publish has a deadline (``timeout_seconds``) after which
+    the caller gets PublishUnavailable, never a silent success.
     """
 
     def __init__(
@@ -51,6 +53,8 @@ class KafkaEventPublisher:
         self._timeout = timeout_seconds
         self._max_in_flight = max_in_flight
         self._in_flight = 0
+        self._unsent = 0
+        """Events appended to a lane's batches and not yet handed to the producer."""
         self._lanes: dict[int, _Lane] = {}
         metrics.EVENTS_IN_FLIGHT.set_function(lambda: self._in_flight)
 
@@ -60,9 +64,11 @@ class KafkaEventPublisher:
 
     async def publish(self, activities: Sequence[Activity]) -> None:
         count = len(activities)
-        if self._in_flight + count > self._max_in_flight:
+        if max(self._in_flight, self._unsent) + count > self._max_in_flight:
             metrics.EVENTS_UNAVAILABLE.labels("overloaded").inc(count)
-            raise Overloaded(f"{self._in_flight} events already await acknowledgment", retry_after=1)
+            raise Overloaded(
+                f"{max(self._in_flight, self._unsent)} events already await the event log", retry_after=1
+            )
         self._in_flight += count
         started = time.perf_counter()
         try:
@@ -102,6 +108,7 @@ class KafkaEventPublisher:
                 lane = self._lanes[partition] = _Lane(self, partition)
             batches.add(lane.append(key, encode(activity), headers))
             touched.add(lane)
+        self._unsent += len(activities)
         for lane in touched:
             lane.wake()
         _, pending = await asyncio.wait(
@@ -205,6 +212,8 @@ class _Lane:
                 except Exception as exc:  # KafkaError, ProducerClosed: its requests answer 503
                     batch.fail(exc)
                     continue
+                finally:
+                    self.publisher._unsent -= batch.builder.record_count()
                 delivery.add_done_callback(batch.settle)
         finally:
             self.sender = None
