@@ -58,7 +58,8 @@ router = APIRouter(
         415: {**PROBLEM, "description": "Body is not JSON."},
         503: {
             **PROBLEM,
-            "description": "Kafka did not acknowledge in time; nothing accepted. See Retry-After.",
+            "description": "Kafka did not acknowledge in time, or the API is over capacity: nothing "
+            "accepted. See Retry-After.",
         },
     },
 )
@@ -99,7 +100,8 @@ async def record_activity(
         415: {**PROBLEM, "description": "Body is not JSON."},
         503: {
             **PROBLEM,
-            "description": "Kafka did not acknowledge in time; nothing accepted. See Retry-After.",
+            "description": "Kafka did not acknowledge in time, or the API is over capacity: nothing "
+            "accepted. See Retry-After.",
         },
     },
 )
