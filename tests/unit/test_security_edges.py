@@ -17,7 +17,9 @@ from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.record_batch import BatchTooLarge
 from activity_service.domain.errors import PublishUnavailable
 from activity_service.infrastructure.rate_limit import TokenBuckets, Verdict
+from activity_service.infrastructure.settings import AuthSettings, Settings
 from activity_service.interfaces.http import problems
+from activity_service.interfaces.http.app import create_app
 from activity_service.interfaces.http.docs import docs_csp
 from activity_service.interfaces.http.routes import health
 from activity_service.interfaces.http.security.headers import SecurityHeaders
@@ -121,3 +123,25 @@ async def test_an_unexpected_error_answers_500_without_a_trace() -> None:
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "db-7" not in response.text and "Traceback" not in response.text
+
+
+async def test_an_unexpected_error_in_a_route_answers_like_any_other_with_headers_and_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The service's own middleware stack (create_app), one route that fails in an unforeseen way.
+    app = create_app(Settings(auth=AuthSettings(enabled=False)))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals at db-7.internal")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/boom", headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert "db-7" not in response.text and "Traceback" not in response.text
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]  # logged once

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()
     # The last added runs first: security headers on every answer, CORS preflights answered before the
-    # gate asks for a key, and the key checked before the body is looked at.
+    # gate asks for a key, the key checked before the body is looked at, and errors answered inside it all.
+    app.add_middleware(problems.UnexpectedErrors)
     app.add_middleware(
         IngestGuard,
         limits={

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.application.record_batch import BatchTooLarge, InvalidBatch
 from activity_service.domain.errors import (
@@ -92,7 +93,40 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
+    # The last resort, for errors in the middlewares themselves: Starlette answers it outside all of
+    # them (no security headers, no X-Request-ID). Errors in routes meet UnexpectedErrors first.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "An unexpected error occurred; it has been logged.")
+        return _unexpected_answer(request.method, request.url.path)
+
+
+def _unexpected_answer(method: str, path: str) -> JSONResponse:
+    log.exception("unhandled error on %s %s", method, path)
+    return problem(500, "An unexpected error occurred; it has been logged.")
+
+
+class UnexpectedErrors:
+    """Answers an error no handler knows with a 500 problem from inside the middleware stack, so that
+    the answer carries the security headers and the X-Request-ID like any other, and is counted under
+    its route. Add it first (innermost). An error after the answer started is left to the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:
+                raise
+            await _unexpected_answer(scope["method"], scope["path"])(scope, receive, send)
