@@ -145,3 +145,24 @@ async def test_an_unexpected_error_in_a_route_answers_like_any_other_with_header
     assert response.headers["cache-control"] == "no-store"
     assert "db-7" not in response.text and "Traceback" not in response.text
     assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]  # logged once
+
+
+async def test_a_405_lists_every_method_the_path_allows_not_only_the_first_routes() -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/things")
+    async def list_things() -> None: ...
+
+    @app.post("/things")
+    async def add_thing() -> None: ...
+
+    @app.get("/things/{thing}")
+    async def one_thing(thing: str) -> None: ...
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        put = await http.put("/things")
+        delete = await http.delete("/things/a")
+    assert put.status_code == 405 and put.headers["allow"] == "GET, POST"
+    assert put.headers["content-type"] == "application/problem+json"
+    assert delete.status_code == 405 and delete.headers["allow"] == "GET"

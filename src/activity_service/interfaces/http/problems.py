@@ -90,14 +90,29 @@ def install(app: FastAPI) -> None:
         return problem(400, str(exc))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route on the path; GET and POST
+            # /api/activities are two routes, so a PUT would be told only one of them.
+            headers["Allow"] = ", ".join(_methods_for(request)) or headers.get("Allow", "")
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     # The last resort, for errors in the middlewares themselves: Starlette answers it outside all of
     # them (no security headers, no X-Request-ID). Errors in routes meet UnexpectedErrors first.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _unexpected_answer(request.method, request.url.path)
+
+
+def _methods_for(request: Request) -> list[str]:
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.fullmatch(path):
+            methods |= route_methods
+    return sorted(methods)
 
 
 def _unexpected_answer(method: str, path: str) -> JSONResponse:
