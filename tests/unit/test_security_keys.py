@@ -17,7 +17,7 @@ READER_KEY = "reader-key-0123456789"
 
 
 def auth(keys: list[dict[str, object]], **values: object) -> AuthSettings:
-    return AuthSettings(api_keys=json.dumps(keys), **values)  # type: ignore[arg-type]  # as from the env
+    return AuthSettings.explicit(api_keys=json.dumps(keys), **values)  # type: ignore[arg-type]  # as from the env
 
 
 def test_a_key_is_known_by_its_value_or_by_its_sha256() -> None:
@@ -64,7 +64,7 @@ def test_a_malformed_entry_is_refused_without_echoing_the_key(entry: dict[str, o
 
 def test_invalid_json_is_refused_without_echoing_it() -> None:
     with pytest.raises(ValidationError) as refused:
-        AuthSettings(api_keys='[{"name": "a", "key": "' + WRITER_KEY + '", ')  # type: ignore[arg-type]
+        AuthSettings.explicit(api_keys='[{"name": "a", "key": "' + WRITER_KEY + '", ')  # type: ignore[arg-type]
     assert "not valid JSON" in str(refused.value)
     assert WRITER_KEY not in str(refused.value)
 
@@ -95,7 +95,7 @@ def test_the_key_never_shows_in_the_settings_repr() -> None:
 
 def test_auth_on_with_no_keys_refuses_to_start_with_a_message() -> None:
     with pytest.raises(InsecureConfiguration) as refused:
-        HttpSecurity.from_settings(AuthSettings(api_keys=[]), ApiSettings())
+        HttpSecurity.from_settings(AuthSettings.explicit(api_keys=[]), ApiSettings.explicit())
     assert isinstance(refused.value, SystemExit)
     assert "AUTH_API_KEYS" in str(refused.value.code)
     assert "AUTH_ENABLED" in str(refused.value.code)
@@ -103,7 +103,7 @@ def test_auth_on_with_no_keys_refuses_to_start_with_a_message() -> None:
 
 def test_auth_off_needs_no_keys_and_protects_nothing() -> None:
     security = HttpSecurity.from_settings(
-        AuthSettings(enabled=False, protect_docs=True, protect_metrics=True), ApiSettings()
+        AuthSettings.explicit(enabled=False, protect_docs=True, protect_metrics=True), ApiSettings.explicit()
     )
     assert security.keys is None
     assert not security.protect_docs and not security.protect_metrics

@@ -53,7 +53,12 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, log_format: str) -> None:
-    """Route every logger, uvicorn's access log included, through one handler on stderr."""
+    """Route every logger, uvicorn's access log included, through one handler on stderr.
+
+    ``log_format`` ``auto`` writes text for a person at a terminal and JSON lines for a log collector
+    (stderr not a TTY); ``json`` or ``text`` force one."""
+    if log_format == "auto":
+        log_format = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

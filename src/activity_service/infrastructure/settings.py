@@ -1,6 +1,8 @@
 """Settings, one class per concern, each read from its own environment prefix (and from .env).
 
-Every variable is listed with its default in .env.example.
+Every variable is listed with its default in .env.example. ``Settings()`` reads the environment, as the
+processes do; ``Settings.explicit(...)`` takes only the values given (and the defaults), whatever the
+shell or a ``.env`` file holds: for tests and tools that must not depend on the environment.
 """
 
 from __future__ import annotations
@@ -8,18 +10,56 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+_read_environment: ContextVar[bool] = ContextVar("read_environment", default=True)
 
 
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
 
 
-class KafkaSettings(BaseSettings):
+class _Section(BaseSettings):
+    """A group of settings read from the environment, unless built with ``explicit``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if not _read_environment.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
+
+    @classmethod
+    def explicit(cls, **values: Any) -> Self:
+        """These values and the defaults, nothing from the environment or ``.env`` (nested sections
+        built meanwhile, by their defaults, ignore it too)."""
+        with _environment_ignored():
+            return cls(**values)
+
+
+@contextmanager
+def _environment_ignored() -> Iterator[None]:
+    token = _read_environment.set(False)
+    try:
+        yield
+    finally:
+        _read_environment.reset(token)
+
+
+class KafkaSettings(_Section):
     model_config = _config("KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -37,7 +77,7 @@ class KafkaSettings(BaseSettings):
         return self.dlq_topic or f"{self.topic}.dlq"
 
 
-class MongoSettings(BaseSettings):
+class MongoSettings(_Section):
     model_config = _config("MONGODB_")
 
     uri: str = "mongodb://127.0.0.1:27017"
@@ -46,7 +86,7 @@ class MongoSettings(BaseSettings):
     timeout_ms: int = Field(default=5000, ge=100)
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(_Section):
     model_config = _config("API_")
 
     host: str = "127.0.0.1"
@@ -79,7 +119,7 @@ class ApiSettings(BaseSettings):
         return [origin.rstrip("/") for origin in _comma_list(self.cors_origins)]
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(_Section):
     """Limits and deadlines of the ingest endpoints."""
 
     model_config = _config("INGEST_")
@@ -94,7 +134,7 @@ class IngestSettings(BaseSettings):
     max_event_bytes: int = Field(default=32_768, ge=256)
 
 
-class ConsumerSettings(BaseSettings):
+class ConsumerSettings(_Section):
     model_config = _config("CONSUMER_")
 
     max_batch_records: int = Field(default=500, ge=1)
@@ -106,7 +146,7 @@ class ConsumerSettings(BaseSettings):
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
 
-class RetentionSettings(BaseSettings):
+class RetentionSettings(_Section):
     model_config = _config("RETENTION_")
 
     days: int = Field(
@@ -147,7 +187,7 @@ class ApiKey(BaseModel):
         return bytes.fromhex(self.sha256)
 
 
-class AuthSettings(BaseSettings):
+class AuthSettings(_Section):
     """API keys. AUTH_API_KEYS holds secrets: give it from a secret store, never commit it."""
 
     model_config = SettingsConfigDict(
@@ -186,7 +226,7 @@ class AuthSettings(BaseSettings):
         return self
 
 
-class RateLimitSettings(BaseSettings):
+class RateLimitSettings(_Section):
     """A token bucket per API key (per client address when auth is off)."""
 
     model_config = _config("RATE_LIMIT_")
@@ -210,11 +250,13 @@ def _comma_list(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
 
 
-class Settings(BaseSettings):
+class Settings(_Section):
     model_config = _config("")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text when stderr is a terminal, JSON lines otherwise."
+    )
     metrics_enabled: bool = Field(
         default=True, description="Prometheus metrics (API /metrics, consumer port)."
     )
