@@ -1,10 +1,11 @@
 """Token buckets, one per client, kept in this process or shared by every replica through Redis.
 
-The algorithm is throttled-py's GCRA, an exact token bucket that stores one number per client and answers
-"allowed?", "tokens left", "full again in" and "retry in" from one store operation: a dict lookup in
-memory, one Lua script (one round trip) in Redis. If Redis stops answering, each process falls back to
-its own buckets, trying Redis again every few seconds, so an outage loosens the limit (to the same budget
-per process) rather than refusing or slowing traffic.
+The algorithm is GCRA, an exact token bucket that stores one number per client (its "theoretical arrival
+time") and answers "allowed?", "tokens left", "full again in" and "retry in" from one store operation. In
+this process that is ``LocalBuckets``, a dict lookup on a monotonic clock the caller may pass in (tests
+do); shared through Redis it is throttled-py's Lua script, one round trip. If Redis stops answering, each
+process falls back to its own buckets, trying Redis again every few seconds, so an outage loosens the
+limit (to the same budget per process) rather than refusing or slowing traffic.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from throttled.asyncio import MemoryStore, Quota, Rate, RateLimiterType, RedisStore, Throttled
+from throttled.asyncio import Quota, Rate, RateLimiterType, RedisStore, Throttled
 from throttled.asyncio.store import BaseStore
 from throttled.exceptions import StoreUnavailableError
 
@@ -44,18 +47,62 @@ class Verdict:
     """When refused: seconds until the tokens asked for are there."""
 
 
+class LocalBuckets:
+    """GCRA buckets in this process, at most ``max_buckets`` (the least recently used go first: a bucket
+    that is forgotten is full, which is what an idle client's bucket is anyway)."""
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: int,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_buckets: int = MEMORY_BUCKETS,
+    ) -> None:
+        self._interval = 1.0 / rate  # seconds one token takes to come back
+        self._capacity = capacity
+        self._monotonic = monotonic
+        self._max_buckets = max_buckets
+        self._arrival: OrderedDict[str, float] = OrderedDict()
+        """Per bucket, when it would be full again: ``now + tokens missing * interval``."""
+
+    def spend(self, bucket: str, cost: int) -> Verdict:
+        now = self._monotonic()
+        interval, capacity = self._interval, self._capacity
+        full_at = max(now, self._arrival.get(bucket, now))
+        missing = (full_at - now) / interval  # tokens spent and not back yet
+        remaining = capacity - cost - math.ceil(missing - 1e-9)
+        if remaining < 0:
+            available = max(0, capacity - math.ceil(missing - 1e-9))
+            retry_after = (cost - (capacity - missing)) * interval
+            return Verdict(False, available, full_at - now, max(0.0, retry_after))
+        full_at += cost * interval
+        self._arrival[bucket] = full_at
+        self._arrival.move_to_end(bucket)
+        if len(self._arrival) > self._max_buckets:
+            self._arrival.popitem(last=False)
+        return Verdict(True, remaining, full_at - now, 0.0)
+
+
 class TokenBuckets:
     """``capacity`` tokens per bucket (the burst), refilled at ``rate`` tokens per second."""
 
-    def __init__(self, rate: float, capacity: int, storage_uri: str = "memory://") -> None:
+    def __init__(
+        self,
+        rate: float,
+        capacity: int,
+        storage_uri: str = "memory://",
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.capacity = capacity
-        # throttled-py takes a rate as a whole number per period: an hour keeps fractional rates exact enough.
-        quota = Quota(Rate(period=timedelta(hours=1), limit=max(1, round(rate * 3600))), burst=capacity)
-        self._local = _buckets(quota, MemoryStore(options={"MAX_SIZE": MEMORY_BUCKETS}))
+        self._local = LocalBuckets(rate, capacity, monotonic=monotonic)
         self._redis: RedisStore | None = None
-        self._shared = self._local
+        self._shared: Throttled | None = None
         if urlsplit(storage_uri).scheme in ("redis", "rediss"):
+            # throttled-py takes a rate as a whole number per period: an hour keeps fractional rates exact.
+            quota = Quota(Rate(period=timedelta(hours=1), limit=max(1, round(rate * 3600))), burst=capacity)
             self._redis = RedisStore(
                 server=storage_uri,
                 options={
@@ -79,15 +126,14 @@ class TokenBuckets:
 
     async def spend(self, bucket: str, cost: int = 1) -> Verdict:
         """Take ``cost`` tokens from ``bucket`` if it holds them; otherwise take nothing."""
-        if self._shared is self._local or time.monotonic() < self._shared_down_until:
-            result = await self._local.limit(bucket, cost=cost)
-        else:
-            try:
-                result = await self._shared.limit(bucket, cost=cost)
-            except StoreUnavailableError as exc:
-                self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-                self._warn(exc)
-                result = await self._local.limit(bucket, cost=cost)
+        if self._shared is None or time.monotonic() < self._shared_down_until:
+            return self._local.spend(bucket, cost)
+        try:
+            result = await self._shared.limit(bucket, cost=cost)
+        except StoreUnavailableError as exc:
+            self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            self._warn(exc)
+            return self._local.spend(bucket, cost)
         state = result.state
         return Verdict(
             allowed=not result.limited,
