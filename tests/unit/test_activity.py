@@ -1,12 +1,12 @@
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
 from activity_service.domain.errors import FieldError, InvalidActivity
-from activity_service.domain.ids import event_id_problem, new_uuid7, uuid7_time
+from activity_service.domain.ids import event_id_problem, uuid7_time
 from activity_service.domain.metadata import _plain, _walk, metadata_problems
+from activity_service.infrastructure.system import Uuid7Ids
 
 RECEIVED = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
@@ -152,16 +152,19 @@ def test_usual_event_ids_are_fine(good: str) -> None:
     assert event_id_problem(good) is None
 
 
-def test_server_ids_are_uuid7_and_time_ordered() -> None:
-    ids = [new_uuid7() for _ in range(50)]
+def test_server_ids_are_uuid7_in_creation_order_even_within_one_millisecond() -> None:
+    ids = [Uuid7Ids().new_id() for _ in range(5000)]  # far more than one millisecond holds
     assert all(event_id_problem(i) is None for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
     created = uuid7_time(ids[0])
     assert created is not None
     assert abs(created - datetime.now(UTC)) < timedelta(seconds=5)
-    first = new_uuid7()
-    time.sleep(0.002)
-    assert new_uuid7() > first
+
+
+def test_the_time_of_an_id_that_is_not_a_readable_uuid7_is_unknown() -> None:
     assert uuid7_time("not-a-uuid") is None
+    assert uuid7_time("01936a8e-5f7c-4d3e-9a1b-2c4d6e8f0a1b") is None  # version 4
+    assert uuid7_time("ffffffff-ffff-7fff-bfff-ffffffffffff") is None  # its time is past the year 9999
 
 
 def test_a_trace_id_is_32_lowercase_hex_digits() -> None:

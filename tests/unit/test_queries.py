@@ -8,8 +8,8 @@ from activity_service.application.get_event_status import EventStatus, GetEventS
 from activity_service.application.read_freshness import ReadFreshness
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
-from activity_service.domain.ids import new_uuid7
 from activity_service.domain.query import ActivityQuery, InvalidQuery, Position
+from activity_service.infrastructure.system import Uuid7Ids
 from activity_service.interfaces.http.cursor import decode_cursor, encode_cursor
 from tests.fakes import InMemoryDeadLetterLog, InMemoryProgressLog, InMemoryRepository
 
@@ -73,7 +73,7 @@ async def test_freshness_is_the_least_complete_partition_and_unknown_until_all_r
 async def test_status_moves_from_pending_to_persisted_and_reports_dead_letters() -> None:
     repository, dead, log = InMemoryRepository(), InMemoryDeadLetterLog(), InMemoryProgressLog()
     status = GetEventStatus(repository, dead, ReadFreshness(log, "t", partitions=1))
-    event_id = new_uuid7()
+    event_id = Uuid7Ids().new_id()
     assert (await status.execute(event_id)).status is EventStatus.PENDING  # nothing reported yet
 
     await log.record([PartitionProgress("t", 0, 1, None, True, datetime.now(UTC) - timedelta(minutes=1))])
@@ -86,5 +86,7 @@ async def test_status_moves_from_pending_to_persisted_and_reports_dead_letters()
     assert (await status.execute("poison")).status is EventStatus.DEAD_LETTERED
 
     await log.record([PartitionProgress("t", 0, 2, None, True, datetime.now(UTC) + timedelta(minutes=1))])
-    assert (await status.execute(new_uuid7())).status is EventStatus.UNKNOWN  # older than the store, absent
+    assert (
+        await status.execute(Uuid7Ids().new_id())
+    ).status is EventStatus.UNKNOWN  # older than the store, absent
     assert (await status.execute("client-chosen")).status is EventStatus.UNKNOWN

@@ -1,10 +1,9 @@
-"""Event ids: client-chosen ids are checked here; server ids are UUIDv7, so they sort by creation time."""
+"""Event ids: client-chosen ids are checked here; server ids are UUIDv7 (made by an IdGenerator), so they
+sort by creation time, and that time can be read back from them."""
 
 from __future__ import annotations
 
-import os
 import re
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -24,26 +23,6 @@ def event_id_problem(value: str) -> str | None:
     return None
 
 
-_MS_MASK = (1 << 48) - 1
-_RAND_B_MASK = (1 << 62) - 1
-
-
-def new_uuid7() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then randomness."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (ms & _MS_MASK) << 80
-        | 0x7 << 76  # version
-        | ((rand >> 62) & 0xFFF) << 64  # rand_a
-        | 0b10 << 62  # variant
-        | rand & _RAND_B_MASK  # rand_b
-    )
-    # What str(uuid.UUID(int=value)) gives, without building the UUID (ids are made per event).
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def uuid7_time(value: str) -> datetime | None:
     """The creation time inside a UUIDv7 id, or None when ``value`` is not one."""
     try:
@@ -52,4 +31,7 @@ def uuid7_time(value: str) -> datetime | None:
         return None
     if parsed.version != 7:
         return None
-    return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):  # 48 bits of milliseconds reach past the year 9999
+        return None
