@@ -78,16 +78,17 @@ def test_json_media_types() -> None:
 
 
 async def test_beyond_the_concurrency_bound_ingest_is_refused_at_once() -> None:
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
         await release.wait()
         await echo_size(scope, receive, send)
 
     app = IngestGuard(slow, limits={"/in": 100}, max_concurrent=1)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         first = asyncio.create_task(http.post("/in", content=b"{}", headers=JSON))
-        await asyncio.sleep(0.05)
+        await started.wait()
         refused = await http.post("/in", content=b"{}", headers=JSON)
         release.set()
         assert (await first).status_code == 200

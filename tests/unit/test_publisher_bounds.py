@@ -37,13 +37,20 @@ def events(prefix: str, count: int) -> list[Activity]:
     ]
 
 
-async def test_events_left_behind_by_timed_out_requests_count_against_the_bound() -> None:
-    publisher = KafkaEventPublisher(StuckProducer(), "t", timeout_seconds=0.05, max_in_flight=100)  # type: ignore[arg-type]
-    for round_ in range(3):  # each request gives up at its deadline; its 30 events stay queued
-        with pytest.raises(PublishUnavailable):
-            await publisher.publish(events(f"r{round_}-", 30))
-        assert publisher.in_flight == 0
+async def test_events_left_behind_by_requests_that_gave_up_count_against_the_bound() -> None:
+    producer = StuckProducer()
+    publisher = KafkaEventPublisher(producer, "t", timeout_seconds=0.01, max_in_flight=100)  # type: ignore[arg-type]
+    with pytest.raises(PublishUnavailable):  # a request that reaches its deadline: its 30 events stay queued
+        await publisher.publish(events("r0-", 30))
+    for round_ in (1, 2):  # requests whose clients went away (cancelled): theirs stay queued too
+        request = asyncio.create_task(publisher.publish(events(f"r{round_}-", 30)))
+        await asyncio.sleep(0)  # the request runs until it waits for the acknowledgment
+        assert publisher.in_flight == 30
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    assert publisher.in_flight == 0
     with pytest.raises(Overloaded):  # 90 queued + 30 > 100: refused at once, not after the deadline
-        await asyncio.wait_for(publisher.publish(events("r3-", 30)), timeout=0.01)
+        publisher.publish(events("r3-", 30)).send(None)
     with pytest.raises(PublishUnavailable):  # what still fits is taken, and times out as before
         await publisher.publish(events("r4-", 10))
