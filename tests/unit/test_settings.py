@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 from pathlib import Path
 
+import pytest
 from pydantic_settings import BaseSettings
 
-from activity_service.infrastructure.settings import Settings
+from activity_service.infrastructure.logging import JsonFormatter, TextFormatter, configure_logging
+from activity_service.infrastructure.settings import KafkaSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +45,46 @@ def defaults() -> dict[str, str]:
 
 def test_env_example_lists_every_setting_with_its_default() -> None:
     assert documented() == defaults()
+
+
+def test_explicit_settings_ignore_the_environment_and_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AUTH_ENABLED", "false")
+    monkeypatch.setenv("KAFKA_TOPIC", "from-the-shell")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("RATE_LIMIT_BURST=7\n")
+    assert (Settings().auth.enabled, Settings().kafka.topic, Settings().rate_limit.burst) == (
+        False,
+        "from-the-shell",
+        7,
+    )
+    explicit = Settings.explicit(kafka=KafkaSettings.explicit(topic="given"))
+    assert (explicit.auth.enabled, explicit.kafka.topic, explicit.rate_limit.burst) == (True, "given", 2000)
+
+
+@pytest.mark.parametrize(
+    ("setting", "tty", "expected"),
+    [
+        ("auto", True, TextFormatter),
+        ("auto", False, JsonFormatter),
+        ("json", True, JsonFormatter),
+        ("text", False, TextFormatter),
+    ],
+)
+def test_logs_are_text_at_a_terminal_and_json_otherwise_unless_told(
+    monkeypatch: pytest.MonkeyPatch, setting: str, tty: bool, expected: type
+) -> None:
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", setting)
+        assert type(root.handlers[0].formatter) is expected
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
