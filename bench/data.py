@@ -14,7 +14,7 @@ from typing import Any
 
 from activity_service.domain.activity import Activity
 from activity_service.infrastructure.kafka.codec import decode, encode
-from activity_service.infrastructure.mongo.repository import to_document
+from activity_service.infrastructure.mongo.documents import to_document
 
 ACTIONS = ("page_view", "click", "login", "purchase", "logout")
 _PLACEHOLDER = "bench-id-placeholder-000000000000000"  # 36 characters, as long as a UUIDv7

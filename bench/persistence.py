@@ -14,7 +14,6 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from activity_service.bootstrap import _mongo_database
 from bench.broker import committed, end_offsets, produce
 from bench.checks import check
 from bench.context import Context
@@ -22,7 +21,7 @@ from bench.data import Messages
 from bench.errors import BenchError
 from bench.procs import watch
 from bench.prometheus import consumer_breakdown, scrape
-from bench.store import raw_insert_rate
+from bench.store import mongo_database, raw_insert_rate
 
 CEILING_COLLECTION = "raw_insert_ceiling"
 
@@ -194,7 +193,7 @@ async def _ceiling(ctx: Context, database: str, messages: Messages, batch: int) 
     settings = settings.model_copy(
         update={"mongodb": settings.mongodb.model_copy(update={"database": database})}
     )
-    async with _mongo_database(settings) as db:
+    async with mongo_database(settings) as db:
         await db.drop_collection(CEILING_COLLECTION)  # a repeat after a database restart starts over
         return await raw_insert_rate(
             db[CEILING_COLLECTION], ctx.plan.drain_ceiling_events, batch, messages.documents

@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 
-from activity_service.bootstrap import _mongo_database
-from activity_service.infrastructure.mongo.repository import SORT, MongoActivityRepository
+from activity_service.infrastructure.mongo.repository import SORT
 from bench.checks import check
 from bench.context import Context
 from bench.data import event_id, now_millis, query_documents
@@ -25,7 +24,7 @@ from bench.drive import API_PATH
 from bench.errors import BenchError
 from bench.procs import AUTH_HEADERS
 from bench.stats import ms, percentile
-from bench.store import explain, insert_all
+from bench.store import ensure_indexes, explain, insert_all, mongo_database
 
 LIMIT = 10
 
@@ -139,9 +138,9 @@ def _get(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, A
 
 
 async def _fill(ctx: Context, names: Any, tag: str, newest: Any, total: int) -> tuple[float, dict[str, Any]]:
-    async with _mongo_database(ctx.settings(names)) as database:
+    async with mongo_database(ctx.settings(names)) as database:
         collection = database["activities"]
-        await MongoActivityRepository(collection).ensure_indexes()
+        await ensure_indexes(collection)
         rate = await insert_all(collection, query_documents(tag, 0, total, newest), batch=5000)
         sort = dict(SORT)
         shapes = {

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,27 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from activity_service.infrastructure.mongo.compat import quirks_of
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
+from activity_service.infrastructure.settings import Settings
 from bench.stats import ms, percentile
 
 Document = dict[str, Any]
+
+
+@asynccontextmanager
+async def mongo_database(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    """The database the settings name, on a client of the bench's own (closed on the way out)."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb.uri, tz_aware=True)
+    try:
+        yield client[settings.mongodb.database]
+    finally:
+        await client.close()
+
+
+async def ensure_indexes(collection: AsyncCollection[Document]) -> None:
+    """The service's own activity indexes, made as the service makes them on this server."""
+    await MongoActivityRepository(collection, await quirks_of(collection.database)).ensure_indexes()
 
 
 async def raw_insert_rate(
@@ -28,7 +46,7 @@ async def raw_insert_rate(
 ) -> dict[str, float]:
     """The ceiling of the consumer: the same documents, unordered insert_many of the same batch size, into
     a collection of the same database with the same indexes. Only the insert_many calls are timed."""
-    await MongoActivityRepository(collection).ensure_indexes()
+    await ensure_indexes(collection)
     spent = 0.0
     latencies: list[float] = []
     tenths: list[float] = [0.0] * 10  # time spent on each tenth of the documents: the rate as it fills

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress
-from activity_service.domain.errors import PublishUnavailable
+from activity_service.domain.delivery import DeadLetter, PartitionProgress, Received
+from activity_service.domain.errors import PublishUnavailable, StoreUnavailable
 from activity_service.domain.ports import (
     ActivityRepository,
     Clock,
     DeadLetterLog,
+    DeadLetterTopic,
     EventPublisher,
     IdGenerator,
     ProgressLog,
@@ -59,11 +60,24 @@ class InMemoryPublisher(EventPublisher):
 
 
 class InMemoryRepository(ActivityRepository):
+    """``refuse``: ids it refuses for good. ``failures``: how many next writes fail with their outcome
+    unknown (as a lost connection), after which writes succeed. ``down``: every read and write fails."""
+
     def __init__(self) -> None:
         self.documents: dict[str, Activity] = {}
         self.refuse: set[str] = set()
+        self.failures = 0
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("the fake store is down")
 
     async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        self._check()
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("connection lost mid-write")
         inserted = duplicates = 0
         rejected = {}
         for activity in activities:
@@ -77,6 +91,7 @@ class InMemoryRepository(ActivityRepository):
         return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
 
     async def get(self, activity_id: str) -> Activity | None:
+        self._check()
         return self.documents.get(activity_id)
 
     async def purge_before(self, cutoff: datetime) -> int:
@@ -86,6 +101,7 @@ class InMemoryRepository(ActivityRepository):
         return len(expired)
 
     async def find(self, query: ActivityQuery) -> ActivityPage:
+        self._check()
         matching = [
             a
             for a in self.documents.values()
@@ -109,7 +125,21 @@ class InMemoryRepository(ActivityRepository):
         )
 
     async def ping(self) -> None:
-        return None
+        self._check()
+
+
+class InMemoryDeadLetterTopic(DeadLetterTopic):
+    """Keeps each copy with why it was sent; ``failures``: how many next sends fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Received, str, str]] = []
+        self.failures = 0
+
+    async def send(self, message: Received, error_type: str, reason: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+        self.sent.append((message, error_type, reason))
 
 
 class InMemoryDeadLetterLog(DeadLetterLog):

@@ -4,23 +4,25 @@ time precisely: a crash after the write but before the commit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pymongo import AsyncMongoClient
 
+from activity_service.application.persist_activities import PersistActivities, RetryPolicy
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.ports import StoreOutcome
 from activity_service.infrastructure.kafka.codec import encode
-from activity_service.infrastructure.kafka.consumer import Backoff, DeliveryRecords, KafkaActivityConsumer
-from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetters
+from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
+from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetterTopic
 from activity_service.infrastructure.kafka.topics import ensure_topics
+from activity_service.infrastructure.mongo.compat import ServerQuirks
 from activity_service.infrastructure.mongo.delivery import MongoDeadLetterLog, MongoProgressLog
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
+from activity_service.infrastructure.system import SystemClock
 from tests.conftest import Stack
 
 
@@ -28,14 +30,23 @@ class Crash(BaseException):
     """Stands for SIGKILL: not an Exception, so no retry loop catches it."""
 
 
-@pytest.fixture
-async def database(stack: Stack, unique_name: str) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-    try:
-        yield client[unique_name]
-    finally:
-        await client.drop_database(unique_name)
-        await client.close()
+class CrashingAfterWrite(MongoActivityRepository):
+    """The real repository; its first write succeeds and then the process "dies" before anything else."""
+
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        await super().add_many(activities)
+        raise Crash
+
+
+class Counting(MongoActivityRepository):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.outcomes: list[StoreOutcome] = []
+
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        outcome = await super().add_many(activities)
+        self.outcomes.append(outcome)
+        return outcome
 
 
 @pytest.fixture
@@ -49,17 +60,21 @@ async def producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
 
 
 async def run_until(
-    stack: Stack, topic: str, database: Any, producer: AIOKafkaProducer, store_wrapper: Any, done: Any
-) -> list[StoreOutcome]:
-    repository = MongoActivityRepository(database["activities"])
-    outcomes: list[StoreOutcome] = []
-
-    async def store(activities: Sequence[Activity]) -> StoreOutcome:
-        outcome = await repository.add_many(activities)
-        outcomes.append(outcome)
-        store_wrapper(outcome)
-        return outcome
-
+    stack: Stack,
+    topic: str,
+    database: Any,
+    quirks: ServerQuirks,
+    producer: AIOKafkaProducer,
+    repository: MongoActivityRepository,
+    done: Callable[[], Awaitable[bool]],
+) -> None:
+    persist = PersistActivities(
+        repository,
+        KafkaDeadLetterTopic(producer, f"{topic}.dlq"),
+        MongoDeadLetterLog(database["dead_letters"], quirks),
+        retry=RetryPolicy(0.05, 0.2),
+        clock=SystemClock(),
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=stack.kafka_bootstrap,
         group_id=f"{topic}-group",
@@ -68,15 +83,10 @@ async def run_until(
     )
     loop = KafkaActivityConsumer(
         consumer,
-        store,
-        DeliveryRecords(
-            KafkaDeadLetters(producer, f"{topic}.dlq"),
-            MongoDeadLetterLog(database["dead_letters"]),
-            MongoProgressLog(database["consumer_progress"]),
-        ),
+        persist.execute,
+        MongoProgressLog(database["consumer_progress"], quirks),
         max_records=100,
         fetch_timeout_ms=200,
-        backoff=Backoff(0.05, 0.2),
         progress_interval_seconds=0.2,
     )
     consumer.subscribe([topic], listener=loop.rebalance_listener())
@@ -92,11 +102,10 @@ async def run_until(
         await task
     finally:
         await consumer.stop()
-    return outcomes
 
 
 async def test_a_crash_after_the_write_before_the_commit_redelivers_and_stores_once(
-    stack: Stack, unique_name: str, database: Any, producer: AIOKafkaProducer
+    stack: Stack, unique_name: str, database: Any, quirks: ServerQuirks, producer: AIOKafkaProducer
 ) -> None:
     await ensure_topics(stack.kafka_bootstrap, [unique_name, f"{unique_name}.dlq"], 1, 1)
     now = datetime.now(UTC)
@@ -104,30 +113,29 @@ async def test_a_crash_after_the_write_before_the_commit_redelivers_and_stores_o
         activity = Activity.record(id=f"c{i:03d}", user_id="u", action="a", received_at=now)
         await producer.send_and_wait(unique_name, encode(activity), key=b"u")
 
-    def crash_after_write(outcome: StoreOutcome) -> None:
-        raise Crash
-
     async def never() -> bool:
         return False
 
+    crashing = CrashingAfterWrite(database["activities"], quirks)
     with pytest.raises(Crash):
-        await run_until(stack, unique_name, database, producer, crash_after_write, never)
+        await run_until(stack, unique_name, database, quirks, producer, crashing, never)
     stored_before_restart = await database["activities"].count_documents({})
     assert stored_before_restart > 0
 
     async def all_stored() -> bool:
         return await database["activities"].count_documents({}) == 60
 
-    outcomes = await run_until(stack, unique_name, database, producer, lambda _: None, all_stored)
+    restarted = Counting(database["activities"], quirks)
+    await run_until(stack, unique_name, database, quirks, producer, restarted, all_stored)
     assert await database["activities"].count_documents({}) == 60
     # The crashed batch came back: its events met themselves already stored.
-    assert sum(o.duplicates for o in outcomes) == stored_before_restart
-    progress = await MongoProgressLog(database["consumer_progress"]).read(unique_name)
+    assert sum(o.duplicates for o in restarted.outcomes) == stored_before_restart
+    progress = await MongoProgressLog(database["consumer_progress"], quirks).read(unique_name)
     assert [(p.partition, p.next_offset, p.caught_up) for p in progress] == [(0, 60, True)]
 
 
-async def test_progress_never_moves_back(database: Any) -> None:
-    log = MongoProgressLog(database["consumer_progress"])
+async def test_progress_never_moves_back(database: Any, quirks: ServerQuirks) -> None:
+    log = MongoProgressLog(database["consumer_progress"], quirks)
     now = datetime.now(UTC).replace(microsecond=0)
     ahead = PartitionProgress("t", 0, 50, now, True, now)
     await log.record([ahead, PartitionProgress("t", 1, 5, None, False, now)])
@@ -140,8 +148,10 @@ async def test_progress_never_moves_back(database: Any) -> None:
     assert await log.read("other") == []
 
 
-async def test_dead_letter_records_are_idempotent_and_can_be_forgotten(database: Any) -> None:
-    letters = MongoDeadLetterLog(database["dead_letters"])
+async def test_dead_letter_records_are_idempotent_and_can_be_forgotten(
+    database: Any, quirks: ServerQuirks
+) -> None:
+    letters = MongoDeadLetterLog(database["dead_letters"], quirks)
     await letters.ensure_indexes()
     letter = DeadLetter("t:0:7", "evt-7", "InvalidActivity", "userId: empty", datetime.now(UTC))
     await letters.add(letter)

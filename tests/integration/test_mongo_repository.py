@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.query import ActivityQuery
+from activity_service.infrastructure.mongo.compat import ServerQuirks
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
-from tests.conftest import Stack
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -26,15 +24,10 @@ def make(
 
 
 @pytest.fixture
-async def repository(stack: Stack, unique_name: str) -> AsyncIterator[MongoActivityRepository]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-    repo = MongoActivityRepository(client[unique_name]["activities"])
+async def repository(database: Any, quirks: ServerQuirks) -> MongoActivityRepository:
+    repo = MongoActivityRepository(database["activities"], quirks)
     await repo.ensure_indexes()
-    try:
-        yield repo
-    finally:
-        await client.drop_database(unique_name)
-        await client.close()
+    return repo
 
 
 async def test_storing_is_idempotent_by_event_id(repository: MongoActivityRepository) -> None:
@@ -107,16 +100,10 @@ async def test_find_filters_sorts_and_pages(repository: MongoActivityRepository)
     assert sorted(a.id for a in combined.items) == ["e0008", "e0014", "e0020", "e0026"]
 
 
-async def test_indexes_are_created_idempotently(
-    repository: MongoActivityRepository, stack: Stack, unique_name: str
-) -> None:
+async def test_indexes_are_created_idempotently(repository: MongoActivityRepository, database: Any) -> None:
     await repository.ensure_indexes()
     await repository.ping()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
-    try:
-        names = {i["name"] async for i in await client[unique_name]["activities"].list_indexes()}
-    finally:
-        await client.close()
+    names = {i["name"] async for i in await database["activities"].list_indexes()}
     assert {"timestamp_id", "userId_timestamp_id", "action_timestamp_id"} <= names
 
 

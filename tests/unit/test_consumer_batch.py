@@ -30,9 +30,12 @@ def test_a_batch_stores_the_decodable_dead_letters_the_rest_and_commits_past_bot
             TopicPartition("t", 2): [],
         }
     )
-    assert [a.id for a in fetched.activities] == ["a", "b", "c"]
-    assert [(r.partition, r.offset) for r in fetched.sources] == [(0, 7), (0, 9), (1, 3)]
-    assert [(r.offset, kind) for r, kind, _ in fetched.dead] == [(8, "UndecodableMessage")]
+    readable = [m for m in fetched.messages if m.activity is not None]
+    assert [m.activity.id for m in readable if m.activity] == ["a", "b", "c"]
+    assert [(m.partition, m.offset) for m in readable] == [(0, 7), (0, 9), (1, 3)]
+    assert [(m.offset, m.error_type, m.value) for m in fetched.messages if m.activity is None] == [
+        (8, "UndecodableMessage", b"not json")
+    ]
     assert len(fetched.records) == 4
     assert fetched.next_offsets == {P0: 10, P1: 4}
     assert fetched.last_received == {P0: NOW + timedelta(minutes=2), P1: NOW + timedelta(minutes=5)}
@@ -42,6 +45,6 @@ def test_after_a_rebalance_only_partitions_still_assigned_are_kept() -> None:
     fetched = _Fetched.decode({P0: [record(P0, 1, event("a", 0))], P1: [record(P1, 1, event("b", 0))]})
     assert fetched.only({P0, P1}) is fetched
     kept = fetched.only({P1})
-    assert [a.id for a in kept.activities] == ["b"]
+    assert [m.activity.id for m in kept.messages if m.activity] == ["b"]
     assert kept.next_offsets == {P1: 2}
     assert not fetched.only(set()).records

@@ -5,7 +5,6 @@ import pytest
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.list_activities import ListActivities
-from activity_service.application.persist_activities import PersistActivities
 from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import ActivityDraft, RecordActivity
 from activity_service.domain.activity import Activity
@@ -67,22 +66,6 @@ async def test_nothing_is_accepted_when_the_log_is_down(
 def activity(n: int, *, user: str = "u1", action: str = "view", minutes: int = 0) -> Activity:
     at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
     return Activity.record(id=f"e{n:03d}", user_id=user, action=action, received_at=at, timestamp=at)
-
-
-async def test_persisting_twice_stores_once() -> None:
-    repository = InMemoryRepository()
-    persist = PersistActivities(repository)
-    batch = [activity(1), activity(2)]
-    first = await persist.execute(batch)
-    again = await persist.execute([*batch, activity(3)])
-    assert (first.inserted, first.duplicates) == (2, 0)
-    assert (again.inserted, again.duplicates) == (1, 2)
-    assert sorted(repository.documents) == ["e001", "e002", "e003"]
-
-
-async def test_persisting_nothing_is_a_no_op() -> None:
-    outcome = await PersistActivities(InMemoryRepository()).execute([])
-    assert (outcome.inserted, outcome.duplicates, dict(outcome.rejected)) == (0, 0, {})
 
 
 async def test_listing_filters_and_pages_newest_first() -> None:

@@ -1,25 +1,150 @@
-"""Persist a batch of activities read from the event log."""
+"""Persist what the consumer read from the event log: the policy that decides what may be committed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.ports import ActivityRepository, StoreOutcome
+from activity_service.domain.delivery import DeadLetter, Received, Settled
+from activity_service.domain.ports import (
+    ActivityRepository,
+    Clock,
+    DeadLetterLog,
+    DeadLetterTopic,
+    PersistObserver,
+    StoreOutcome,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REJECTED_BY_STORE = "RejectedByStore"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_seconds: float
+    max_seconds: float
+
+    def delay(self, attempt: int) -> float:
+        """Exponential with full jitter, so many consumers retrying do not hit the store in step."""
+        return random.uniform(0, min(self.max_seconds, self.initial_seconds * 2**attempt))
+
+
+class _Unobserved:
+    def stored(self, outcome: StoreOutcome, seconds: float) -> None:
+        return None
+
+    def dead_lettered(self, error_type: str) -> None:
+        return None
+
+    def retried(self, operation: str) -> None:
+        return None
 
 
 class PersistActivities:
-    """Store every activity exactly once, keyed by its event id.
+    """Settle a batch read from the event log, so that it may be committed:
 
-    A redelivered event (same id) is a duplicate, not an error: at-least-once delivery plus idempotent
-    writes gives effectively exactly-once storage. Returns only when the whole batch is durably stored,
-    so the caller may then commit its position in the log; raises otherwise, and nothing may be committed.
+    1. **store** its readable activities, each once by its id (one idempotent write);
+    2. **classify** each: newly stored, already stored (a redelivery), refused by the store for good (a
+       shape it cannot hold), or unknown (the write raised: connection lost, timeout, stepping down);
+    3. **dead-letter** what the store refused and what could not be read: a copy on the dead-letter topic
+       and a record, so the partition moves on and nothing vanishes unexplained;
+    4. **retry** with backoff while an outcome is unknown (the write again, or a dead letter): never skip;
+    5. report the batch **settled**. Only then may its offsets be committed. Returns None when ``stop`` is
+       set before it settled: then nothing of it may be committed.
     """
 
-    def __init__(self, repository: ActivityRepository) -> None:
+    def __init__(
+        self,
+        repository: ActivityRepository,
+        dead_letter_topic: DeadLetterTopic,
+        dead_letter_log: DeadLetterLog,
+        *,
+        retry: RetryPolicy,
+        clock: Clock,
+        observer: PersistObserver | None = None,
+    ) -> None:
         self._repository = repository
+        self._topic = dead_letter_topic
+        self._log = dead_letter_log
+        self._retry = retry
+        self._clock = clock
+        self._observer: PersistObserver = observer if observer is not None else _Unobserved()
 
-    async def execute(self, activities: Sequence[Activity]) -> StoreOutcome:
-        if not activities:
-            return StoreOutcome(inserted=0, duplicates=0)
-        return await self._repository.add_many(activities)
+    async def execute(self, batch: Sequence[Received], stop: asyncio.Event) -> Settled | None:
+        readable = [m for m in batch if m.activity is not None]
+        outcome = StoreOutcome(inserted=0, duplicates=0)
+        if readable:
+            activities = [m.activity for m in readable if m.activity is not None]
+            stored = await self._until_known(partial(self._store, activities), "store", stop)
+            if stored is None:
+                return None
+            outcome = stored
+        by_id = {m.activity.id: m for m in readable if m.activity is not None}
+        dead = [(m, m.error_type, m.reason) for m in batch if m.activity is None] + [
+            (by_id[event_id], REJECTED_BY_STORE, reason) for event_id, reason in outcome.rejected.items()
+        ]
+        for message, error_type, reason in dead:
+            log.warning("dead-lettering %s (%s): %s", message.source, error_type, reason)
+            sent = await self._until_known(
+                partial(self._dead_letter, message, error_type, reason), "dead_letter", stop
+            )
+            if sent is None:
+                return None
+            self._observer.dead_lettered(error_type)
+        return Settled(
+            records=len(batch),
+            inserted=outcome.inserted,
+            duplicates=outcome.duplicates,
+            dead_lettered=len(dead),
+        )
+
+    async def _store(self, activities: Sequence[Activity]) -> StoreOutcome:
+        started = time.perf_counter()
+        outcome = await self._repository.add_many(activities)
+        self._observer.stored(outcome, time.perf_counter() - started)
+        return outcome
+
+    async def _dead_letter(self, message: Received, error_type: str, reason: str) -> bool:
+        await self._topic.send(message, error_type, reason)
+        event_id = message.activity.id if message.activity is not None else message.event_id
+        await self._log.add(
+            DeadLetter(message.source, event_id, error_type, reason[:1000], self._clock.now())
+        )
+        return True
+
+    async def _until_known(
+        self, operation: Callable[[], Awaitable[T]], what: str, stop: asyncio.Event
+    ) -> T | None:
+        """Retry ``operation`` with backoff until it succeeds; None if ``stop`` is set before it does."""
+        attempt = 0
+        while True:
+            try:
+                return await operation()
+            except Exception as exc:  # the outcome is unknown: retry the whole (idempotent) operation
+                delay = self._retry.delay(attempt)
+                attempt += 1
+                self._observer.retried(what)
+                log.warning(
+                    "%s failed (attempt %d), retrying in %.2fs: %s: %s",
+                    what,
+                    attempt,
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+            if stop.is_set():
+                log.warning("stopping while %s still fails; the batch stays uncommitted", what)
+                return None
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass

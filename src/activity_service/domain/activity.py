@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,27 @@ class Activity:
             raise InvalidActivity(errors)
 
     @classmethod
+    def restore(cls, **stored: Any) -> Activity:
+        """An activity as a store kept it, rebuilt without checking the input rules again: they held when
+        it was accepted, and they may have been tightened since (an old event must still read back).
+        Takes the fields by name; a missing optional one gets its default, an unknown name is an error."""
+        unknown = stored.keys() - _FIELD_NAMES
+        if unknown:
+            raise TypeError(f"Activity has no field {', '.join(sorted(unknown))}")
+        activity = object.__new__(cls)
+        for f in _FIELDS:
+            if f.name in stored:
+                value = stored[f.name]
+            elif f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"a stored activity needs {f.name}")
+            object.__setattr__(activity, f.name, value)
+        return activity
+
+    @classmethod
     def record(
         cls,
         *,
@@ -94,6 +115,10 @@ class Activity:
             sent_at=sent,
             trace_id=trace_id,
         )
+
+
+_FIELDS = fields(Activity)
+_FIELD_NAMES = frozenset(f.name for f in _FIELDS)
 
 
 def _utc(value: datetime, field: str) -> datetime:

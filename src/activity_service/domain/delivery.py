@@ -24,6 +24,39 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Received:
+    """One message read from the event log, at ``topic``/``partition``/``offset``: the activity it carries,
+    or, when it carries none that can be read, ``error_type`` and ``reason`` (and the event id it names,
+    when that much is readable). ``key`` and ``value`` are its bytes as read, for a dead-letter copy."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    activity: Activity | None
+    error_type: str = ""
+    reason: str = ""
+    event_id: str | None = None
+
+    @property
+    def source(self) -> str:
+        """``topic:partition:offset``: where it came from, unique in the log."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Every message of the batch is stored, was already stored, or is dead-lettered: the batch may be
+    committed."""
+
+    records: int
+    inserted: int
+    duplicates: int
+    dead_lettered: int
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionProgress:
     """How far one partition is persisted: every event before ``next_offset`` is stored (or dead-lettered).
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress
+from activity_service.domain.delivery import DeadLetter, PartitionProgress, Received
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -71,6 +71,23 @@ class DeadLetterLog(Protocol):
         ...
 
     async def has_event(self, event_id: str) -> bool: ...
+
+
+class DeadLetterTopic(Protocol):
+    async def send(self, message: Received, error_type: str, reason: str) -> None:
+        """Copy ``message`` as it was read to the dead-letter topic, saying why; return only once the log
+        acknowledged the copy (then the original may be committed past)."""
+        ...
+
+
+class PersistObserver(Protocol):
+    """What persisting reports as it goes (metrics)."""
+
+    def stored(self, outcome: StoreOutcome, seconds: float) -> None: ...
+
+    def dead_lettered(self, error_type: str) -> None: ...
+
+    def retried(self, operation: str) -> None: ...
 
 
 class ProgressLog(Protocol):

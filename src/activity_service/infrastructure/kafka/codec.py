@@ -25,8 +25,9 @@ class UndecodableMessage(Exception):
     """The bytes on the topic are not an activity this service can read."""
 
 
-def activity_to_dict(activity: Activity) -> dict[str, Any]:
-    """The JSON shape of an activity, shared by the envelope and the HTTP responses."""
+def _data(activity: Activity) -> dict[str, Any]:
+    """The envelope's ``data``: its own shape (the HTTP answer has another, in interfaces/http), so that
+    neither can change the other by accident."""
     data: dict[str, Any] = {
         "id": activity.id,
         "userId": activity.user_id,
@@ -46,7 +47,7 @@ def activity_to_dict(activity: Activity) -> dict[str, Any]:
 
 
 def encode(activity: Activity) -> bytes:
-    return orjson.dumps({"v": ENVELOPE_VERSION, "type": EVENT_TYPE, "data": activity_to_dict(activity)})
+    return orjson.dumps({"v": ENVELOPE_VERSION, "type": EVENT_TYPE, "data": _data(activity)})
 
 
 def decode(raw: bytes | None) -> Activity:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
+from activity_service.domain.delivery import Received
 from activity_service.domain.times import to_iso
 
 
-class KafkaDeadLetters:
-    """Copies a message, key and value untouched, to the dead-letter topic with headers saying why.
+class KafkaDeadLetterTopic:
+    """DeadLetterTopic on Kafka: copies a message, key and value untouched, to the dead-letter topic with
+    headers saying why.
 
     Headers: ``dlq.error``, ``dlq.error.type``, ``dlq.source.topic``, ``dlq.source.partition``,
     ``dlq.source.offset``, ``dlq.at``. Returns once the broker acknowledged the copy, so the caller may
@@ -22,13 +23,13 @@ class KafkaDeadLetters:
         self._producer = producer
         self._topic = topic
 
-    async def send(self, record: ConsumerRecord, error_type: str, error: str) -> None:
+    async def send(self, message: Received, error_type: str, reason: str) -> None:
         headers = [
-            ("dlq.error", error[:1000].encode()),
+            ("dlq.error", reason[:1000].encode()),
             ("dlq.error.type", error_type.encode()),
-            ("dlq.source.topic", record.topic.encode()),
-            ("dlq.source.partition", str(record.partition).encode()),
-            ("dlq.source.offset", str(record.offset).encode()),
+            ("dlq.source.topic", message.topic.encode()),
+            ("dlq.source.partition", str(message.partition).encode()),
+            ("dlq.source.offset", str(message.offset).encode()),
             ("dlq.at", to_iso(datetime.now(UTC)).encode()),
         ]
-        await self._producer.send_and_wait(self._topic, value=record.value, key=record.key, headers=headers)
+        await self._producer.send_and_wait(self._topic, value=message.value, key=message.key, headers=headers)

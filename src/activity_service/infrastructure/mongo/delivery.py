@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import StoreUnavailable
+from activity_service.infrastructure.mongo.compat import ServerQuirks
+from activity_service.infrastructure.mongo.documents import Document
 
-Document = dict[str, Any]
+DUPLICATE_KEY = 11000
 
 
 class MongoDeadLetterLog:
     """One document per dead-lettered message, ``_id`` = its source coordinates."""
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
         self._collection = collection
+        self._quirks = quirks
 
     async def ensure_indexes(self) -> None:
-        existing = {index["name"] async for index in await self._collection.list_indexes()}
-        if "eventId" not in existing:
-            await self._collection.create_indexes([IndexModel([("eventId", ASCENDING)], name="eventId")])
+        await self._quirks.create_indexes(
+            self._collection, [IndexModel([("eventId", ASCENDING)], name="eventId")]
+        )
 
     async def add(self, letter: DeadLetter) -> None:
         await self._collection.update_one(
@@ -56,16 +58,34 @@ class MongoProgressLog:
     """One document per (topic, partition). A write never moves the offset back, so a consumer that lost
     a partition in a rebalance cannot undo what the new owner recorded."""
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
         self._collection = collection
+        self._quirks = quirks
 
     async def record(self, progress: Sequence[PartitionProgress]) -> None:
         ids = {f"{p.topic}:{p.partition}": p for p in progress}
         if not ids:
             return
-        # Read, then write only what moves forward. (A filter on the offset plus upsert would do it in one
-        # step on MongoDB, but FerretDB 1.24 answers the resulting duplicate key with a reply PyMongo
-        # cannot parse.) Two consumers write one partition only around a rebalance; the last one wins.
+        if not self._quirks.conditional_upserts:
+            await self._read_then_write(ids)
+            return
+        # Only where the stored offset is not ahead; where it is, the upsert's insert meets the existing
+        # _id: a duplicate key, which means "already further" and is no error.
+        updates = [
+            UpdateOne({"_id": key, "nextOffset": {"$lte": p.next_offset}}, {"$set": _fields(p)}, upsert=True)
+            for key, p in ids.items()
+        ]
+        try:
+            await self._collection.bulk_write(updates, ordered=False)
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors") or any(
+                e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])
+            ):
+                raise
+
+    async def _read_then_write(self, ids: dict[str, PartitionProgress]) -> None:
+        """FerretDB: read, then write only what moves forward. Two consumers write one partition only
+        around a rebalance; the last one wins."""
         stored = {
             d["_id"]: d["nextOffset"]
             async for d in self._collection.find({"_id": {"$in": list(ids)}}, projection={"nextOffset": 1})

@@ -1,24 +1,21 @@
-"""ActivityRepository on MongoDB (or any MongoDB-wire store such as FerretDB).
+"""ActivityRepository on MongoDB (or FerretDB, whose differences are in compat.py).
 
-One document per event, ``_id`` = event id, so storing is idempotent by construction.
+One document per event (documents.py), ``_id`` = event id, so storing is idempotent by construction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
-    AutoReconnect,
     BulkWriteError,
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
-    OperationFailure,
     WriteError,
 )
 
@@ -26,11 +23,10 @@ from activity_service.domain.activity import Activity
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery, Position
-
-Document = dict[str, Any]
+from activity_service.infrastructure.mongo.compat import ServerQuirks
+from activity_service.infrastructure.mongo.documents import Document, from_document, to_document
 
 DUPLICATE_KEY = 11000
-NOT_IMPLEMENTED = 238
 TTL_INDEX = "timestamp_ttl"
 SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 # One index per filter, each ending in the sort keys so that filter + sort is one index range.
@@ -46,30 +42,20 @@ INDEXES = [
 
 
 class MongoActivityRepository:
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
         self._collection = collection
+        self._quirks = quirks
 
     async def ensure_indexes(self) -> None:
-        """Create the missing indexes only. FerretDB 1.24 drops the connection when asked to create an
-        index that already exists, and the API and the consumer may race here at start-up: so list
-        first, and on a lost connection look again."""
-        for attempt in range(3):
-            existing = {index["name"] async for index in await self._collection.list_indexes()}
-            missing = [index for index in INDEXES if index.document["name"] not in existing]
-            if not missing:
-                return
-            try:
-                await self._collection.create_indexes(missing)
-                return
-            except (AutoReconnect, OperationFailure):
-                if attempt == 2:
-                    raise
+        await self._quirks.create_indexes(self._collection, INDEXES)
 
     async def apply_retention(self, days: int) -> bool:
         """Make the server expire events ``days`` after their timestamp (0: never) with a TTL index.
 
-        Returns False when the server has no TTL indexes (FerretDB answers NotImplemented): then the
-        caller purges with ``purge_before`` instead."""
+        Returns False when the server has no TTL indexes (FerretDB): then the caller purges with
+        ``purge_before`` instead."""
+        if not self._quirks.ttl_indexes:
+            return days == 0
         existing = {index["name"]: index async for index in await self._collection.list_indexes()}
         ttl = existing.get(TTL_INDEX)
         if days == 0:
@@ -83,14 +69,9 @@ class MongoActivityRepository:
                     "collMod", self._collection.name, index={"name": TTL_INDEX, "expireAfterSeconds": seconds}
                 )
             return True
-        try:
-            await self._collection.create_indexes(
-                [IndexModel([("timestamp", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds)]
-            )
-        except OperationFailure as exc:
-            if exc.code == NOT_IMPLEMENTED:
-                return False
-            raise
+        await self._collection.create_indexes(
+            [IndexModel([("timestamp", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds)]
+        )
         return True
 
     async def purge_before(self, cutoff: datetime) -> int:
@@ -208,37 +189,3 @@ def keyset_filter(criteria: Document, position: Position | None) -> Document:
         "timestamp": bounds,
         "$or": [{"timestamp": {"$lt": position.timestamp}}, {"_id": {"$lt": position.id}}],
     }
-
-
-def to_document(activity: Activity) -> Document:
-    document: Document = {
-        "_id": activity.id,
-        "userId": activity.user_id,
-        "action": activity.action,
-        "timestamp": activity.timestamp,
-        "metadata": dict(activity.metadata),
-        "ipAddress": activity.ip_address,
-        "receivedAt": activity.received_at,
-    }
-    if activity.original_timestamp is not None:
-        document["originalTimestamp"] = activity.original_timestamp
-    if activity.sent_at is not None:
-        document["sentAt"] = activity.sent_at
-    if activity.trace_id is not None:
-        document["traceId"] = activity.trace_id
-    return document
-
-
-def from_document(document: Mapping[str, Any]) -> Activity:
-    return Activity(
-        id=document["_id"],
-        user_id=document["userId"],
-        action=document["action"],
-        timestamp=document["timestamp"],
-        received_at=document["receivedAt"],
-        metadata=document.get("metadata") or {},
-        ip_address=document.get("ipAddress"),
-        original_timestamp=document.get("originalTimestamp"),
-        sent_at=document.get("sentAt"),
-        trace_id=document.get("traceId"),
-    )

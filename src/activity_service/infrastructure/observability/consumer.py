@@ -1,4 +1,4 @@
-"""What the consumer reports about each batch: metrics always, spans when tracing is on.
+"""What the consumer reports: metrics always (ConsumerMetrics, BatchTelemetry), spans when tracing is on.
 
 Each event gets a span that is a child of the request that carried it (its ``traceparent`` header),
 covering the batch write, so one trace runs from the HTTP request to the stored document; the batch
@@ -59,11 +59,6 @@ class BatchTelemetry:
                 )
         return self
 
-    def stored(self, outcome: StoreOutcome, seconds: float) -> None:
-        metrics.CONSUMER_WRITE_DURATION.observe(seconds)
-        metrics.EVENTS_PERSISTED.inc(outcome.inserted)
-        metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
-
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
@@ -72,12 +67,19 @@ class BatchTelemetry:
         self._stack.close()
 
 
-def dead_lettered(reason: str) -> None:
-    metrics.EVENTS_DEAD_LETTERED.labels(reason).inc()
+class ConsumerMetrics:
+    """PersistObserver: what persisting did, as Prometheus counts."""
 
+    def stored(self, outcome: StoreOutcome, seconds: float) -> None:
+        metrics.CONSUMER_WRITE_DURATION.observe(seconds)
+        metrics.EVENTS_PERSISTED.inc(outcome.inserted)
+        metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
 
-def retried(operation: str) -> None:
-    metrics.CONSUMER_RETRIES.labels(operation).inc()
+    def dead_lettered(self, error_type: str) -> None:
+        metrics.EVENTS_DEAD_LETTERED.labels(error_type).inc()
+
+    def retried(self, operation: str) -> None:
+        metrics.CONSUMER_RETRIES.labels(operation).inc()
 
 
 def lag(partition: int, records_behind: int) -> None:

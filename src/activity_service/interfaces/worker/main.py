@@ -15,18 +15,22 @@ from prometheus_client import start_http_server
 
 from activity_service.application.purge_expired import PurgeExpiredActivities
 from activity_service.bootstrap import consumer_service
-from activity_service.infrastructure.kafka.consumer import BatchReport
+from activity_service.domain.delivery import Settled
 from activity_service.infrastructure.settings import Settings
 
 log = logging.getLogger("activity_service.consumer")
 
 
-async def run_consumer(settings: Settings) -> None:
-    stop = asyncio.Event()
+async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Consume until SIGTERM or SIGINT (or until ``stop`` is set, when given)."""
+    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     metrics_server = _serve_metrics(settings)
+    if stop.is_set():  # asked to stop while starting: nothing read, nothing to commit
+        log.info("consumer stopped before it started")
+        return
     async with consumer_service(settings, on_batch=_log_batch) as services:
         log.info(
             "consuming %s as group %s into %s.%s",
@@ -84,7 +88,7 @@ async def _purge_periodically(purge: PurgeExpiredActivities, settings: Settings,
             await asyncio.wait_for(stop.wait(), timeout=settings.retention.purge_interval_seconds)
 
 
-def _log_batch(report: BatchReport) -> None:
+def _log_batch(report: Settled) -> None:
     log.debug(
         "batch: %d records, %d stored, %d duplicates, %d dead-lettered",
         report.records,

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.domain.times import to_iso
-from activity_service.infrastructure.kafka.codec import activity_to_dict
-from activity_service.infrastructure.observability.metrics import EVENTS_REJECTED
 from activity_service.infrastructure.observability.tracing import current_trace_id
 from activity_service.interfaces.http.dependencies import Services, client_address
+from activity_service.interfaces.http.observability import rejected_events
 from activity_service.interfaces.http.schemas.common import Problem
 from activity_service.interfaces.http.schemas.ingest import (
     Accepted,
@@ -27,10 +26,10 @@ from activity_service.interfaces.http.schemas.reads import (
     ActivityOut,
     EventStatusOut,
     ListParams,
+    activity_out,
     listing_body,
 )
-from activity_service.interfaces.http.security.auth import client_of
-from activity_service.interfaces.http.security.throttle import spend
+from activity_service.interfaces.http.security.throttle import budget_of
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry-After."}
@@ -113,14 +112,13 @@ async def record_batch(
     its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint.
     Spends one rate-limit token per item (the first one at the gate); a batch larger than
     RATE_LIMIT_BURST is a 413."""
-    tokens = await spend(services.rate_limiter, client_of(request), len(body.activities), prepaid=1)
-    response.headers.update(tokens)
-    max_bytes = services.settings.ingest.max_event_bytes
+    response.headers.update(await budget_of(request).spend(len(body.activities), prepaid=1))
+    max_bytes = request.app.state.settings.ingest.max_event_bytes
     address, trace = client_address(request), current_trace_id()
     result = await services.record_batch.execute(
         [parse_item(raw, address, max_bytes, trace) for raw in body.activities]
     )
-    EVENTS_REJECTED.labels("invalid").inc(result.rejected)
+    rejected_events(request, result.rejected)
     return batch_body(result)
 
 
@@ -159,7 +157,7 @@ async def list_activities(
 )
 async def get_activity(activity_id: str, services: Services) -> dict[str, Any]:
     """The stored activity; 404 until the consumer has stored it (or when no such id was accepted)."""
-    return activity_to_dict(await services.get_activity.execute(activity_id))
+    return activity_out(await services.get_activity.execute(activity_id))
 
 
 def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:

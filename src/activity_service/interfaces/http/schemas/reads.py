@@ -9,11 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from activity_service.application.list_activities import Listing
-from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
+from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
 from activity_service.domain.errors import FieldError
 from activity_service.domain.query import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, ActivityQuery, InvalidQuery
 from activity_service.domain.times import to_iso
-from activity_service.infrastructure.kafka.codec import activity_to_dict
 from activity_service.interfaces.http.cursor import decode_cursor, encode_cursor
 from activity_service.interfaces.http.schemas.common import EXAMPLE_ID, IsoDateOrDateTime
 
@@ -35,6 +34,27 @@ class ActivityOut(BaseModel):
     traceId: str | None = Field(
         default=None, description="Trace id of the request that carried it, when tracing was on."
     )
+
+
+def activity_out(activity: Activity) -> dict[str, Any]:
+    """An activity as the read endpoints answer it (ActivityOut): times ISO-8601 UTC with milliseconds,
+    the optional fields only when they hold something."""
+    out: dict[str, Any] = {
+        "id": activity.id,
+        "userId": activity.user_id,
+        "action": activity.action,
+        "timestamp": to_iso(activity.timestamp),
+        "metadata": activity.metadata,
+        "ipAddress": activity.ip_address,
+        "receivedAt": to_iso(activity.received_at),
+    }
+    if activity.original_timestamp is not None:
+        out["originalTimestamp"] = to_iso(activity.original_timestamp)
+    if activity.sent_at is not None:
+        out["sentAt"] = to_iso(activity.sent_at)
+    if activity.trace_id is not None:
+        out["traceId"] = activity.trace_id
+    return out
 
 
 class ActivityList(BaseModel):
@@ -163,7 +183,7 @@ def listing_body(listing: Listing, query: ActivityQuery, *, cursor_mode: bool) -
     leaves out the page fields, and the total unless asked for."""
     page = listing.page
     body: dict[str, Any] = {
-        "data": [activity_to_dict(a) for a in page.items],
+        "data": [activity_out(a) for a in page.items],
         "limit": page.limit,
         "nextCursor": None,
         "freshUntil": None if listing.fresh_until is None else to_iso(listing.fresh_until),

@@ -1,0 +1,66 @@
+"""What this service does differently on FerretDB 1.24 than on MongoDB, in one place.
+
+The server says what it is (``buildInfo`` carries ``ferretdbVersion`` on FerretDB), and the adapters ask
+the chosen ``ServerQuirks`` instead of guessing, so the MongoDB path reads as plain MongoDB:
+
+- **No TTL indexes** (FerretDB answers NotImplemented, code 238): the consumer purges expired events itself.
+- **Creating an index that already exists drops the connection**: create only the missing ones, listing
+  first, and look again when the connection was lost (the API and the consumer may race at start-up).
+  MongoDB's ``createIndexes`` is idempotent: one call.
+- **A conditional upsert that meets a newer document** answers the duplicate key with a reply PyMongo
+  cannot parse: progress is read, then only what moves forward is written. On MongoDB one conditional
+  upsert does it, and its duplicate key means "already further".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect, OperationFailure
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerQuirks:
+    server: str
+    """What the server reported, for the start-up log: ``MongoDB 8.0.4``, ``FerretDB v1.24.2``."""
+    ttl_indexes: bool
+    idempotent_index_creation: bool
+    conditional_upserts: bool
+
+    async def create_indexes(
+        self, collection: AsyncCollection[Document], indexes: Sequence[IndexModel]
+    ) -> None:
+        if self.idempotent_index_creation:
+            await collection.create_indexes(list(indexes))
+            return
+        for attempt in range(3):
+            existing = {index["name"] async for index in await collection.list_indexes()}
+            missing = [index for index in indexes if index.document["name"] not in existing]
+            if not missing:
+                return
+            try:
+                await collection.create_indexes(missing)
+                return
+            except (AutoReconnect, OperationFailure):
+                if attempt == 2:
+                    raise
+
+
+MONGODB = ServerQuirks("MongoDB", ttl_indexes=True, idempotent_index_creation=True, conditional_upserts=True)
+FERRETDB = ServerQuirks(
+    "FerretDB", ttl_indexes=False, idempotent_index_creation=False, conditional_upserts=False
+)
+
+
+async def quirks_of(database: AsyncDatabase[Document]) -> ServerQuirks:
+    info = await database.command("buildInfo")
+    if "ferretdbVersion" in info:
+        return replace(FERRETDB, server=f"FerretDB {info['ferretdbVersion']}")
+    return replace(MONGODB, server=f"MongoDB {info.get('version', '?')}")

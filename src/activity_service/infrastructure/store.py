@@ -1,0 +1,27 @@
+"""One database's adapters for every store port, opened and closed together.
+
+Each store technology has an ``open_*_store`` (mongo/store.py; more to come) yielding a Store; bootstrap
+picks one by the STORE setting, and nothing else in the service knows which it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from activity_service.domain.ports import ActivityRepository, DeadLetterLog, ProgressLog
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    kind: str
+    """Which store setting chose it (``mongodb``): also the name readiness reports it under."""
+    server: str
+    """What the database reported itself as, for the logs (e.g. ``FerretDB v1.24.2``)."""
+    activities: ActivityRepository
+    dead_letters: DeadLetterLog
+    progress: ProgressLog
+    ping: Callable[[], Awaitable[None]]
+    apply_retention: Callable[[int], Awaitable[bool]]
+    """Make the database expire events that many days after their timestamp (0: keep them); False when
+    it cannot, and the consumer must purge them itself."""
