@@ -27,6 +27,8 @@ CLI = str(Path(sys.executable).with_name("activity-service"))
 API_KEY = "e2e-full-access-key-0123456789"
 API_KEYS = json.dumps([{"name": "e2e", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}])
 AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+# The only variables of the test's own environment that the service processes see.
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "JAVA_HOME")
 
 
 def api(base_url: str, **kwargs: Any) -> httpx.Client:
@@ -60,9 +62,14 @@ class Deployment:
     logs: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_files: dict[int, Path] = field(default_factory=dict)
+    """Each process's log, by pid."""
 
     def env(self, **overrides: str) -> dict[str, str]:
-        env = dict(os.environ)
+        """The processes' whole environment: what the OS needs, then the deployment's settings. Nothing
+        else the shell exports (AUTH_ENABLED=false, say) reaches them; they run in ``cwd``, where no
+        ``.env`` file is."""
+        env = {name: os.environ[name] for name in INHERITED if name in os.environ}
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=self.stack.kafka_bootstrap,
             MONGODB_URI=self.stack.mongo_uri,
@@ -71,6 +78,7 @@ class Deployment:
             KAFKA_TOPIC_PARTITIONS="3",
             MONGODB_DATABASE=self.name,
             LOG_LEVEL="INFO",
+            LOG_FORMAT="json",
             AUTH_ENABLED="true",
             AUTH_API_KEYS=API_KEYS,
             # Limits no functional test reaches; security tests set their own.
@@ -81,10 +89,15 @@ class Deployment:
         env.update(overrides)
         return env
 
+    @property
+    def cwd(self) -> Path:
+        return self.logs
+
     def _spawn(self, args: list[str], log_name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.logs / log_name).open("ab")
-        process = subprocess.Popen([CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([CLI, *args], env=env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
+        self.log_files[process.pid] = self.logs / log_name
         return process
 
     def start_api(self, **env: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -98,6 +111,17 @@ class Deployment:
         """Each consumer gets its own metrics port (CONSUMER_METRICS_PORT), unless the test chose one."""
         env.setdefault("CONSUMER_METRICS_PORT", str(free_port()))
         return self._spawn(["consumer"], f"consumer-{len(self.processes)}.log", self.env(**env))
+
+    def wait_log(self, process: subprocess.Popen[bytes], text: str, timeout: float) -> None:
+        """Until ``process`` has logged ``text`` (a marker such as "partitions assigned")."""
+        log = self.log_files[process.pid]
+        wait_until(
+            lambda: text in log.read_text(errors="replace"),
+            timeout,
+            f"{text!r} in {log.name}",
+            process,
+            self.logs,
+        )
 
     def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         process.send_signal(sig)

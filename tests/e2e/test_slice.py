@@ -102,49 +102,6 @@ def test_posted_activities_are_stored_and_queryable(deployment: Deployment) -> N
     assert deployment.stop(consumer) == 0
 
 
-def test_invalid_requests_get_a_problem_naming_every_field(deployment: Deployment) -> None:
-    _, base_url = deployment.start_api()
-    with api(base_url, timeout=10) as http:
-        cases: list[tuple[Any, set[str]]] = [
-            ({}, {"userId", "action"}),
-            ({"userId": "", "action": "x"}, {"userId"}),
-            ({"userId": "u", "action": "   "}, {"action"}),
-            ({"userId": 5, "action": "x"}, {"userId"}),
-            ({"userId": "u", "action": "x", "timestamp": "yesterday"}, {"timestamp"}),
-            ({"userId": "u", "action": "x", "timestamp": 1700000000}, {"timestamp"}),
-            ({"userId": "u", "action": "x", "metadata": [1]}, {"metadata"}),
-            ({"userId": "u", "action": "x", "metadata": {"a": {"$gt": 1}}}, {"metadata.a.$gt"}),
-            ({"userId": "u", "action": "x", "receivedAt": "2026-01-01T00:00:00Z"}, {"receivedAt"}),
-            ({"userId": "u", "action": "x", "id": "bad id!"}, {"id"}),
-            ([1, 2], {"body"}),
-        ]
-        for body, fields in cases:
-            response = http.post("/api/activities", json=body)
-            assert response.status_code == 400, body
-            assert response.headers["content-type"] == "application/problem+json"
-            problem = response.json()
-            assert problem["status"] == 400
-            assert {e["field"] for e in problem["errors"]} == fields, body
-
-        not_json = http.post(
-            "/api/activities", content=b"{nope", headers={"content-type": "application/json"}
-        )
-        assert not_json.status_code == 400
-
-        for params, field in [
-            ({"limit": 0}, "limit"),
-            ({"limit": 101}, "limit"),
-            ({"page": 0}, "page"),
-            ({"startDate": "soon"}, "startDate"),
-            ({"startDate": "2026-02-01", "endDate": "2026-01-01"}, "startDate"),
-            ({"userId[$ne]": "x"}, "userId[$ne]"),
-            ({"colour": "red"}, "colour"),
-        ]:
-            response = http.get("/api/activities", params=params)
-            assert response.status_code == 400, params
-            assert field in {e["field"] for e in response.json()["errors"]}, params
-
-
 def test_sigterm_stops_the_consumer_cleanly_and_loses_nothing(deployment: Deployment) -> None:
     consumer = deployment.start_consumer()
     _, base_url = deployment.start_api()

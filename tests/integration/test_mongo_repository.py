@@ -131,3 +131,14 @@ async def test_a_keyset_walk_over_ties_and_filters_matches_the_full_order(
             if position is None:
                 break
         assert seen == [a.id for a in expected]
+
+
+async def test_filter_values_are_matched_as_literals_never_as_operators(
+    repository: MongoActivityRepository,
+) -> None:
+    await repository.add_many([make(i, user=f"u{i % 2}") for i in range(6)])
+    for literal in ('{"$gt": ""}', "{'$ne': null}", "u1' || '1'=='1", "$where", "u.*"):
+        for query in (ActivityQuery(user_id=literal), ActivityQuery(actions=(literal,))):
+            page = await repository.find(query)
+            assert (page.total, list(page.items)) == (0, []), literal
+    assert (await repository.find(ActivityQuery(user_id="u1"))).total == 3

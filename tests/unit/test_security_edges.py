@@ -21,6 +21,7 @@ from activity_service.infrastructure.settings import AuthSettings, Settings
 from activity_service.interfaces.http import problems
 from activity_service.interfaces.http.app import create_app
 from activity_service.interfaces.http.docs import docs_csp
+from activity_service.interfaces.http.route_table import RouteTable
 from activity_service.interfaces.http.routes import health
 from activity_service.interfaces.http.security.headers import SecurityHeaders
 from activity_service.interfaces.http.security.keys import Client
@@ -78,7 +79,7 @@ async def test_a_batch_spends_one_token_per_event_and_never_more_than_the_burst(
 
 def app_failing_with(reason: str) -> FastAPI:
     app = FastAPI()
-    problems.install(app)
+    problems.install(app, RouteTable())
 
     @app.post("/publish")
     async def publish() -> None:
@@ -111,7 +112,7 @@ async def test_error_bodies_name_no_internal_host() -> None:
 
 async def test_an_unexpected_error_answers_500_without_a_trace() -> None:
     app = FastAPI()
-    problems.install(app)
+    problems.install(app, RouteTable())
 
     @app.get("/boom")
     async def boom() -> None:
@@ -129,7 +130,7 @@ async def test_an_unexpected_error_in_a_route_answers_like_any_other_with_header
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The service's own middleware stack (create_app), one route that fails in an unforeseen way.
-    app = create_app(Settings(auth=AuthSettings(enabled=False)))
+    app = create_app(Settings.explicit(auth=AuthSettings.explicit(enabled=False)))
 
     @app.get("/boom")
     async def boom() -> None:
@@ -149,7 +150,8 @@ async def test_an_unexpected_error_in_a_route_answers_like_any_other_with_header
 
 async def test_a_405_lists_every_method_the_path_allows_not_only_the_first_routes() -> None:
     app = FastAPI()
-    problems.install(app)
+    routes = RouteTable()
+    problems.install(app, routes)
 
     @app.get("/things")
     async def list_things() -> None: ...
@@ -160,6 +162,7 @@ async def test_a_405_lists_every_method_the_path_allows_not_only_the_first_route
     @app.get("/things/{thing}")
     async def one_thing(thing: str) -> None: ...
 
+    routes.load(app.router.routes)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         put = await http.put("/things")
         delete = await http.delete("/things/a")

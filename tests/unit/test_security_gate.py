@@ -4,7 +4,6 @@ security headers on whatever comes back."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -33,18 +32,14 @@ async def echo_client(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def client(buckets: TokenBuckets | None = None, **auth: Any) -> httpx.AsyncClient:
-    settings = AuthSettings(api_keys=json.dumps(KEYS), **auth)  # type: ignore[arg-type]
+    settings = AuthSettings.explicit(api_keys=json.dumps(KEYS), **auth)
     gate = ApiGate(
         echo_client,
-        security=HttpSecurity.from_settings(settings, ApiSettings(trusted_proxies="127.0.0.1")),
+        security=HttpSecurity.from_settings(settings, ApiSettings.explicit(trusted_proxies="127.0.0.1")),
+        rate_limiter=buckets,
         per_event_paths={"/api/activities/batch"},
     )
-    services = SimpleNamespace(rate_limiter=buckets)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = SimpleNamespace(state=SimpleNamespace(services=services))  # as Starlette sets it
-        await SecurityHeaders(gate)(scope, receive, send)
-
+    app = SecurityHeaders(gate)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 4000)), base_url="http://test"
     )
@@ -93,7 +88,8 @@ async def test_with_auth_off_the_client_is_its_address() -> None:
 
 
 async def test_each_request_spends_a_token_and_says_what_is_left() -> None:
-    async with client(TokenBuckets(rate=0.01, capacity=2)) as http:
+    stopped_clock = TokenBuckets(rate=0.01, capacity=2, monotonic=lambda: 1_000.0)
+    async with client(stopped_clock) as http:
         answers = [await http.post("/api/activities", headers=WRITER) for _ in range(3)]
         other_key = await http.get("/api/activities", headers=READER)
         batch = await http.post("/api/activities/batch", headers={"X-API-Key": "not-a-key"})

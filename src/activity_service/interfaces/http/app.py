@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from activity_service import __version__
-from activity_service.bootstrap import api_services
+from activity_service import __version__, bootstrap
+from activity_service.bootstrap import ServiceProvider
 from activity_service.infrastructure.observability.tracing import tracing_enabled
+from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, problems
 from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
@@ -19,7 +22,8 @@ from activity_service.interfaces.http.observability import (
     install_metrics_route,
     instrument_tracing,
 )
-from activity_service.interfaces.http.routes import activities, health
+from activity_service.interfaces.http.route_table import RouteTable
+from activity_service.interfaces.http.routes import ROUTERS
 from activity_service.interfaces.http.security.gate import ApiGate
 from activity_service.interfaces.http.security.headers import SecurityHeaders
 from activity_service.interfaces.http.security.policy import HttpSecurity
@@ -35,15 +39,33 @@ token, a batch one per event; answers carry `RateLimit` and `RateLimit-Policy`, 
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: ServiceProvider | None = None,
+    rate_limiter: TokenBuckets | None = None,
+) -> FastAPI:
+    """The API. By default it runs the real use cases, which bootstrap builds from ``settings`` when the
+    app starts, and the rate limit the settings describe. Tests and the bench pass their own ``services``
+    (use cases over other adapters) and ``rate_limiter`` (none: no limit) through the same door."""
     settings = settings if settings is not None else Settings()
     security = HttpSecurity.from_settings(settings.auth, settings.api)  # refuses an open API by mistake
+    if services is None:
+        if rate_limiter is not None:
+            raise TypeError("create_app: pass rate_limiter only with services (else the settings decide)")
+        services = partial(bootstrap.api_services, settings)
+        rate_limiter = bootstrap.rate_limiter(settings)
+    provide = services
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with api_services(settings) as services:
-            app.state.services = services
-            yield
+        try:
+            async with provide() as ready:
+                app.state.services = ready
+                yield
+        finally:
+            if rate_limiter is not None:
+                await rate_limiter.close()
 
     app = FastAPI(
         title="activity-service",
@@ -54,41 +76,59 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,  # docs.install serves it, behind a key when AUTH_PROTECT_DOCS is set
     )
+    app.state.settings = settings
     app.state.security = security
+    routes = RouteTable()  # filled once every route is declared, below
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()
-    # The last added runs first: security headers on every answer, CORS preflights answered before the
-    # gate asks for a key, the key checked before the body is looked at, and errors answered inside it all.
-    app.add_middleware(problems.UnexpectedErrors)
-    app.add_middleware(
-        IngestGuard,
-        limits={
-            "/api/activities": settings.ingest.max_event_bytes,
-            "/api/activities/batch": settings.ingest.max_batch_bytes,
-        },
-        max_concurrent=settings.ingest.max_concurrent_requests,
-        max_loop_lag=settings.ingest.max_loop_lag_seconds,
-        accept_queue=accept_queue,
-        max_accept_queue=settings.ingest.max_accept_queue,
-    )
-    app.add_middleware(ApiGate, security=security, per_event_paths={"/api/activities/batch"})
-    if origins := settings.api.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Location", "Retry-After", "RateLimit", "RateLimit-Policy"],
-            max_age=600,
-        )
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestContext, routes=app.routes, count=settings.metrics_enabled)
-    problems.install(app)
-    app.include_router(activities.router)
-    app.include_router(health.router)
+    ingest = settings.ingest
+    origins = settings.api.cors_origin_list
+    # The HTTP pipeline, in the order a request meets it.
+    pipeline = [
+        # request id in, X-Request-ID out; every answer counted, also those refused before routing
+        Middleware(RequestContext, routes=routes, count=settings.metrics_enabled),
+        Middleware(SecurityHeaders),  # on every answer, errors included
+        # browsers' preflights are answered before a key is asked for
+        *([_cors(origins)] if origins else []),
+        # the key and its scope, then one rate-limit token: before the body is read
+        Middleware(
+            ApiGate, security=security, rate_limiter=rate_limiter, per_event_paths={"/api/activities/batch"}
+        ),
+        # overload (503), media type (415) and body size (413), still before parsing
+        Middleware(
+            IngestGuard,
+            limits={
+                "/api/activities": ingest.max_event_bytes,
+                "/api/activities/batch": ingest.max_batch_bytes,
+            },
+            max_concurrent=ingest.max_concurrent_requests,
+            max_loop_lag=ingest.max_loop_lag_seconds,
+            accept_queue=accept_queue,
+            max_accept_queue=ingest.max_accept_queue,
+        ),
+        Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
+    ]
+    for middleware in reversed(pipeline):  # add_middleware puts each in front of those added before
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    problems.install(app, routes)
+    for router in ROUTERS:
+        app.include_router(router)
+        routes.load(router.routes)
     docs.install(app, protect=security.protect_docs)
     if settings.metrics_enabled:
         install_metrics_route(app, protect=security.protect_metrics)
+    routes.load(app.router.routes)  # the ones declared on the app itself (docs, metrics)
     if tracing_enabled():
         instrument_tracing(app)
     return app
+
+
+def _cors(origins: list[str]) -> Middleware:
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Location", "Retry-After", "RateLimit", "RateLimit-Policy"],
+        max_age=600,
+    )

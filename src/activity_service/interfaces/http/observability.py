@@ -2,7 +2,9 @@
 
 RequestContext is pure ASGI and runs outermost: it takes the request id from ``X-Request-ID`` (when
 safe) or makes one, puts it in the logging context and echoes it on the answer, and counts every answer
-by route template, method and status, including those refused before routing (401, 413, 429...).
+by route template, method and status, including those refused before routing (401, 413, 429...). It is
+also the one place that counts refused events: a single POST's 400 or 413 is one; a batch says how many
+of its items it refused (``rejected_events``).
 """
 
 from __future__ import annotations
@@ -10,23 +12,28 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Sequence
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.infrastructure.logging import request_id
 from activity_service.infrastructure.observability import metrics
+from activity_service.interfaces.http.route_table import RouteTable
 from activity_service.interfaces.http.security.auth import key_required
 
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 INGEST = "/api/activities"
+_REJECTED = "rejected_events"
+
+
+def rejected_events(request: Request, count: int) -> None:
+    """Say how many of the request's events were refused as invalid (RequestContext counts them)."""
+    request.scope.setdefault("state", {})[_REJECTED] = count
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], count: bool) -> None:
+    def __init__(self, app: ASGIApp, routes: RouteTable, count: bool) -> None:
         self.app = app
         self.routes = routes
         self.count = count
@@ -56,24 +63,15 @@ class RequestContext:
                 self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = self._template(scope)
+        route = self.routes.template(scope)
         method = scope["method"]
         metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
         metrics.HTTP_DURATION.labels(route, method).observe(seconds)
-        if route == INGEST and method == "POST" and status in (400, 413):
+        rejected = scope.get("state", {}).get(_REJECTED)
+        if rejected:
+            metrics.EVENTS_REJECTED.labels("invalid").inc(rejected)
+        elif route == INGEST and method == "POST" and status in (400, 413):
             metrics.EVENTS_REJECTED.labels("invalid" if status == 400 else "too_large").inc()
-
-    def _template(self, scope: Scope) -> str:
-        """The matched route's path template; requests refused before routing are matched here, and paths
-        no route knows share one label, so random URLs cannot blow up the metric's cardinality."""
-        route = scope.get("route")
-        if route is not None and hasattr(route, "path"):
-            return str(route.path)
-        for candidate in self.routes:
-            match, _ = candidate.matches(scope)
-            if match is Match.FULL and hasattr(candidate, "path"):
-                return str(candidate.path)
-        return "unmatched"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

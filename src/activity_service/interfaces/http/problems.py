@@ -22,7 +22,8 @@ from activity_service.domain.errors import (
     PublishUnavailable,
     StoreUnavailable,
 )
-from activity_service.infrastructure.observability.metrics import EVENTS_REJECTED
+from activity_service.interfaces.http.observability import rejected_events
+from activity_service.interfaces.http.route_table import RouteTable, route_path
 from activity_service.interfaces.http.schemas.common import field_errors
 from activity_service.interfaces.http.schemas.ingest import batch_body
 
@@ -48,7 +49,9 @@ def problem(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, routes: RouteTable) -> None:
+    """Maps every error to its problem answer; ``routes`` tells a 405 which methods its path allows."""
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(400, "The request is not valid.", errors=field_errors(exc.errors()))
@@ -58,8 +61,8 @@ def install(app: FastAPI) -> None:
         return problem(400, "The request is not valid.", errors=exc.errors)
 
     @app.exception_handler(InvalidBatch)
-    async def _invalid_batch(_: Request, exc: InvalidBatch) -> JSONResponse:
-        EVENTS_REJECTED.labels("invalid").inc(exc.result.rejected)
+    async def _invalid_batch(request: Request, exc: InvalidBatch) -> JSONResponse:
+        rejected_events(request, exc.result.rejected)
         return problem(400, "No activity in the batch is valid.", **batch_body(exc.result))
 
     @app.exception_handler(BatchTooLarge)
@@ -95,7 +98,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             # Starlette names only the methods of the first route on the path; GET and POST
             # /api/activities are two routes, so a PUT would be told only one of them.
-            headers["Allow"] = ", ".join(_methods_for(request)) or headers.get("Allow", "")
+            allowed = routes.methods_for(route_path(request.scope))
+            headers["Allow"] = ", ".join(allowed) or headers.get("Allow", "")
         return problem(exc.status_code, str(exc.detail), headers=headers)
 
     # The last resort, for errors in the middlewares themselves: Starlette answers it outside all of
@@ -103,16 +107,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _unexpected_answer(request.method, request.url.path)
-
-
-def _methods_for(request: Request) -> list[str]:
-    path = request.url.path
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.fullmatch(path):
-            methods |= route_methods
-    return sorted(methods)
 
 
 def _unexpected_answer(method: str, path: str) -> JSONResponse:

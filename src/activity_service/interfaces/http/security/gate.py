@@ -4,24 +4,23 @@ times more per request on the hot path.
 
 Every request spends at least one token here, so that even a body that turns out invalid is paid for.
 Routes listed in ``per_event_paths`` (the batch endpoint) spend the rest, one token per event beyond the
-first, once they know how many events the body holds (``spend(..., prepaid=1)``); the client is in
-``request.state.client`` (``client_of``).
+first, once they know how many events the body holds: the gate leaves the request's Budget in
+``request.state.budget`` (``budget_of``), and the client in ``request.state.client`` (``client_of``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import cast
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activity_service.bootstrap import ApiServices
+from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.interfaces.http.problems import problem
 from activity_service.interfaces.http.security.auth import check, required_scope
 from activity_service.interfaces.http.security.policy import HttpSecurity
-from activity_service.interfaces.http.security.throttle import spend
+from activity_service.interfaces.http.security.throttle import Budget
 
 
 class ApiGate:
@@ -29,11 +28,14 @@ class ApiGate:
         self,
         app: ASGIApp,
         security: HttpSecurity,
+        rate_limiter: TokenBuckets | None,
         prefix: str = "/api/",
         per_event_paths: Collection[str] = (),
     ) -> None:
+        """``rate_limiter``: the clients' token buckets; None when requests are not limited."""
         self.app = app
         self.security = security
+        self.rate_limiter = rate_limiter
         self.prefix = prefix
         self.per_event_paths = frozenset(per_event_paths)
 
@@ -47,9 +49,10 @@ class ApiGate:
             peer = scope["client"][0] if scope.get("client") else None
             address = self.security.client_address(peer, headers)
             client = check(self.security, headers, address, (required_scope(scope["method"]),))
-            scope.setdefault("state", {})["client"] = client
-            services = cast(ApiServices, scope["app"].state.services)
-            rate_headers = await spend(services.rate_limiter, client, 1)
+            budget = Budget(self.rate_limiter, client)
+            state = scope.setdefault("state", {})
+            state["client"], state["budget"] = client, budget
+            rate_headers = await budget.spend(1)
         except HTTPException as exc:
             await problem(exc.status_code, str(exc.detail), headers=exc.headers)(scope, receive, send)
             return

@@ -9,14 +9,32 @@ and Retry-After.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import cast
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from activity_service.application.record_batch import BatchTooLarge
 from activity_service.infrastructure.rate_limit import TokenBuckets, Verdict
 from activity_service.interfaces.http.security.keys import Client
 
 POLICY = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one request may spend: its client's bucket in the rate limiter (None: unlimited)."""
+
+    buckets: TokenBuckets | None
+    client: Client
+
+    async def spend(self, cost: int, prepaid: int = 0) -> dict[str, str]:
+        return await spend(self.buckets, self.client, cost, prepaid)
+
+
+def budget_of(request: Request) -> Budget:
+    """The Budget the ApiGate gave this request (routes under /api only)."""
+    return cast(Budget, request.state.budget)
 
 
 async def spend(buckets: TokenBuckets | None, client: Client, cost: int, prepaid: int = 0) -> dict[str, str]:

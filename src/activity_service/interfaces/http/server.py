@@ -1,0 +1,43 @@
+"""How the API process serves an app: uvicorn with the service's settings, on a socket it binds itself."""
+
+from __future__ import annotations
+
+import gc
+
+from fastapi import FastAPI
+
+from activity_service.infrastructure.settings import Settings
+
+
+def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
+    """Serve ``app`` until SIGTERM or SIGINT; the process's exit status. ``app`` is ``create_app(...)``:
+    the service's own, or one built with other services (the bench's ceilings)."""
+    import uvicorn
+
+    # Requests that wait for Kafka's acknowledgment live long enough to reach the older GC generations,
+    # and collecting those walked every long-lived object: ~20% of the API's CPU under ingest load.
+    # Freezing what start-up allocated and collecting less often gave +21-24% single-POST throughput and
+    # +22% batch throughput at unchanged peak RSS (make bench, 2026-11-26).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers: access logs go through the same formatter
+        access_log=settings.api.access_log,
+        proxy_headers=False,  # the client address comes from the socket, never from a header
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    # Bound here rather than by uvicorn so that the ingest guard can watch its accept queue.
+    listening = config.bind_socket()
+    app.state.accept_queue.watch(listening)
+    try:
+        server.run(sockets=[listening])
+    finally:
+        listening.close()
+    return 0 if server.started else 3  # uvicorn's own exit code for a failed start-up

@@ -1,0 +1,131 @@
+"""The in-process HTTP tier: the real app (create_app: middleware, auth, routes, problem mapping) over the
+in-memory fakes, driven through httpx's ASGI transport with the app's lifespan running. No process, no
+broker, no database: every test builds its own settings, so nothing the shell exports reaches it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from activity_service.application.check_readiness import CheckReadiness
+from activity_service.application.get_activity import GetActivity
+from activity_service.application.get_event_status import GetEventStatus
+from activity_service.application.list_activities import ListActivities
+from activity_service.application.read_freshness import ReadFreshness
+from activity_service.application.record_activity import RecordActivity
+from activity_service.application.record_batch import RecordBatch
+from activity_service.bootstrap import ApiServices
+from activity_service.infrastructure.rate_limit import TokenBuckets
+from activity_service.infrastructure.settings import ApiSettings, AuthSettings, IngestSettings, Settings
+from activity_service.interfaces.http.app import create_app
+from tests.fakes import (
+    FixedClock,
+    InMemoryDeadLetterLog,
+    InMemoryProgressLog,
+    InMemoryPublisher,
+    InMemoryRepository,
+    SequentialIds,
+)
+
+TOPIC = "activities"
+PARTITIONS = 2
+WRITE, READ = "activities:write", "activities:read"
+FULL_KEY = "http-full-access-key-0123456789"
+READER_KEY = "http-reader-key-0123456789"
+WRITER_KEY = "http-writer-key-0123456789"
+KEYS = [
+    {"name": "full", "key": FULL_KEY, "scopes": [WRITE, READ]},
+    {"name": "reader", "key": READER_KEY, "scopes": [READ]},
+    {"name": "writer", "key": WRITER_KEY, "scopes": [WRITE]},
+]
+PEER = ("127.0.0.1", 40000)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class Fakes:
+    """The adapters the use cases run over, for a test to arrange and inspect."""
+
+    publisher: InMemoryPublisher = field(default_factory=InMemoryPublisher)
+    repository: InMemoryRepository = field(default_factory=InMemoryRepository)
+    dead_letters: InMemoryDeadLetterLog = field(default_factory=InMemoryDeadLetterLog)
+    progress: InMemoryProgressLog = field(default_factory=InMemoryProgressLog)
+    clock: FixedClock = field(default_factory=FixedClock)
+    ids: SequentialIds = field(default_factory=SequentialIds)
+
+    def services(self, max_batch_items: int) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
+        @asynccontextmanager
+        async def provide() -> AsyncIterator[ApiServices]:
+            freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
+            yield ApiServices(
+                record_activity=RecordActivity(self.publisher, self.clock, self.ids),
+                record_batch=RecordBatch(self.publisher, self.clock, self.ids, max_items=max_batch_items),
+                list_activities=ListActivities(self.repository, freshness),
+                get_activity=GetActivity(self.repository),
+                get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
+                readiness=CheckReadiness(
+                    {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
+                ),
+            )
+
+        return provide
+
+
+def settings(
+    *,
+    keys: list[dict[str, Any]] | None = None,
+    auth: dict[str, Any] | None = None,
+    api: dict[str, Any] | None = None,
+    ingest: dict[str, Any] | None = None,
+    **top: Any,
+) -> Settings:
+    """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
+    return Settings.explicit(
+        auth=AuthSettings.explicit(api_keys=json.dumps(KEYS if keys is None else keys), **(auth or {})),
+        api=ApiSettings.explicit(**(api or {})),
+        ingest=IngestSettings.explicit(**(ingest or {})),
+        **top,
+    )
+
+
+@asynccontextmanager
+async def serve(
+    fakes: Fakes,
+    config: Settings | None = None,
+    *,
+    rate_limiter: TokenBuckets | None = None,
+    key: str | None = FULL_KEY,
+    peer: tuple[str, int] = PEER,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ``fakes``, started (lifespan) and stopped around the block; the client sends ``key``."""
+    config = config if config is not None else settings()
+    app = create_app(
+        config, services=fakes.services(config.ingest.max_batch_items), rate_limiter=rate_limiter
+    )
+    transport = httpx.ASGITransport(app=app, client=peer)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", headers=bearer(key) if key else {}
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes()
+
+
+@pytest.fixture
+async def http(fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with default settings, as the full-access key."""
+    async with serve(fakes) as client:
+        yield client
