@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +13,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from activity_service.application.persist_activities import PersistActivities, RetryPolicy
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.ports import StoreOutcome
 from activity_service.infrastructure.kafka.codec import encode
 from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
@@ -132,31 +131,3 @@ async def test_a_crash_after_the_write_before_the_commit_redelivers_and_stores_o
     assert sum(o.duplicates for o in restarted.outcomes) == stored_before_restart
     progress = await MongoProgressLog(database["consumer_progress"], quirks).read(unique_name)
     assert [(p.partition, p.next_offset, p.caught_up) for p in progress] == [(0, 60, True)]
-
-
-async def test_progress_never_moves_back(database: Any, quirks: ServerQuirks) -> None:
-    log = MongoProgressLog(database["consumer_progress"], quirks)
-    now = datetime.now(UTC).replace(microsecond=0)
-    ahead = PartitionProgress("t", 0, 50, now, True, now)
-    await log.record([ahead, PartitionProgress("t", 1, 5, None, False, now)])
-    await log.record(
-        [PartitionProgress("t", 0, 40, now - timedelta(hours=1), False, now + timedelta(seconds=1))]
-    )
-    by_partition = {p.partition: p for p in await log.read("t")}
-    assert by_partition[0] == ahead
-    assert by_partition[1].last_received_at is None
-    assert await log.read("other") == []
-
-
-async def test_dead_letter_records_are_idempotent_and_can_be_forgotten(
-    database: Any, quirks: ServerQuirks
-) -> None:
-    letters = MongoDeadLetterLog(database["dead_letters"], quirks)
-    await letters.ensure_indexes()
-    letter = DeadLetter("t:0:7", "evt-7", "InvalidActivity", "userId: empty", datetime.now(UTC))
-    await letters.add(letter)
-    await letters.add(letter)
-    assert await database["dead_letters"].count_documents({}) == 1
-    assert await letters.has_event("evt-7")
-    await letters.forget(["evt-7"])
-    assert not await letters.has_event("evt-7")
