@@ -1,9 +1,9 @@
-"""Where the tests find a real Kafka broker and a real MongoDB-wire database.
+"""Where the tests find a real Kafka broker and the real databases (a MongoDB-wire one and PostgreSQL).
 
 Order of preference:
-1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URI`` from the environment (``make test`` sets them from
-   the local stack that ``make stack-up`` starts);
-2. otherwise, where a Docker engine answers, Kafka and MongoDB containers started by testcontainers;
+1. ``KAFKA_BOOTSTRAP_SERVERS``, ``MONGODB_URI`` and ``POSTGRES_DSN`` from the environment (``make test``
+   sets them from the local stack that ``make stack-up`` starts);
+2. otherwise, where a Docker engine answers, Kafka, MongoDB and PostgreSQL containers (testcontainers);
 3. otherwise the run stops with a message saying to run ``make stack-up``. Never a silent skip.
 
 Every run gets its own suffix, so topic and database names never collide with another run's.
@@ -23,13 +23,16 @@ import pytest
 
 KAFKA_IMAGE = "apache/kafka:4.1.0"
 MONGO_IMAGE = "mongo:8.0.4"
+POSTGRES_IMAGE = "postgres:15.10"
 
 
 @dataclass(frozen=True)
 class Stack:
     kafka_bootstrap: str
     mongo_uri: str
-    # How fault tests stop and restart a service: a callable taking ("stop" | "start", "kafka" | "mongo").
+    postgres_dsn: str
+    """A PostgreSQL role that may create databases: each test that needs one makes its own."""
+    # How fault tests stop and restart a service: a callable taking ("stop" | "start", service name).
     control: Callable[[str, str], None] | None = None
 
     def stop(self, service: str) -> None:
@@ -80,27 +83,37 @@ def _docker_answers() -> bool:
 def stack() -> Iterator[Stack]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     mongo = os.environ.get("MONGODB_URI")
-    if kafka and mongo:
+    postgres = os.environ.get("POSTGRES_DSN")
+    if kafka and mongo and postgres:
         script = os.environ.get("STACK_CONTROL")
         yield Stack(
-            kafka_bootstrap=kafka, mongo_uri=mongo, control=_script_control(script) if script else None
+            kafka_bootstrap=kafka,
+            mongo_uri=mongo,
+            postgres_dsn=postgres,
+            control=_script_control(script) if script else None,
         )
         return
     if not _docker_answers():
         pytest.fail(
-            "No Kafka/MongoDB to test against: KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI are not set and no "
-            "Docker engine answers. Run `make stack-up` and export the settings it prints, "
-            "or use `make test`.",
+            "No Kafka/MongoDB/PostgreSQL to test against: KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI and "
+            "POSTGRES_DSN are not all set and no Docker engine answers. Run `make stack-up` and export the "
+            "settings it prints, or use `make test`.",
             pytrace=False,
         )
     from testcontainers.kafka import KafkaContainer
     from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.postgres import PostgresContainer
 
-    with KafkaContainer(KAFKA_IMAGE).with_kraft() as k, MongoDbContainer(MONGO_IMAGE) as m:
+    with (
+        KafkaContainer(KAFKA_IMAGE).with_kraft() as k,
+        MongoDbContainer(MONGO_IMAGE) as m,
+        PostgresContainer(POSTGRES_IMAGE, driver=None) as p,
+    ):
         yield Stack(
             kafka_bootstrap=k.get_bootstrap_server(),
             mongo_uri=m.get_connection_url(),
-            control=_container_control({"kafka": k, "mongo": m}),
+            postgres_dsn=p.get_connection_url(),
+            control=_container_control({"kafka": k, "mongo": m, "postgres": p}),
         )
 
 

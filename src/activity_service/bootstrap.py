@@ -32,6 +32,7 @@ from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
 from activity_service.infrastructure.kafka.topics import ensure_topics
 from activity_service.infrastructure.mongo.store import open_mongo_store
 from activity_service.infrastructure.observability.consumer import ConsumerMetrics
+from activity_service.infrastructure.postgres.store import open_postgres_store
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
 from activity_service.infrastructure.store import Store
@@ -43,7 +44,9 @@ OpenStore = Callable[[Settings], AbstractAsyncContextManager[Store]]
 
 
 def open_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
-    """The database the settings name."""
+    """The database the STORE setting names."""
+    if settings.store == "postgresql":
+        return open_postgres_store(settings.postgres)
     return open_mongo_store(settings.mongodb)
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from activity_service.infrastructure.mongo.store import open_mongo_store
-from activity_service.infrastructure.settings import MongoSettings
+from activity_service.infrastructure.postgres.store import open_postgres_store
+from activity_service.infrastructure.settings import MongoSettings, PostgresSettings
 from activity_service.infrastructure.store import Store
 from tests.conftest import Stack
+from tests.postgres import postgres_database
 
-KINDS = ["mongodb"]
+KINDS = ["mongodb", "postgresql"]
 
 
 @asynccontextmanager
@@ -26,5 +28,10 @@ async def opened(kind: str, stack: Stack, name: str) -> AsyncIterator[Store]:
                 client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri)
                 await client.drop_database(name)
                 await client.close()
+        return
+    if kind == "postgresql":
+        async with postgres_database(stack.postgres_dsn, name) as dsn:
+            async with open_postgres_store(PostgresSettings.explicit(dsn=dsn)) as store:
+                yield store
         return
     raise ValueError(f"no such store: {kind}")

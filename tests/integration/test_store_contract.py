@@ -72,6 +72,7 @@ async def test_times_keep_milliseconds_exactly(store: Store) -> None:
     [
         pytest.param({"matrix": [[1, 2], [3, 4]]}, id="nested-arrays"),  # FerretDB refuses, others store
         pytest.param({"blob": "x" * (17 * 1024 * 1024)}, id="over-16MiB"),  # MongoDB refuses, others store
+        pytest.param({"text": "a\u0000b"}, id="nul-in-a-string"),  # PostgreSQL's jsonb refuses, others store
     ],
 )
 async def test_every_activity_gets_a_verdict_even_a_shape_some_stores_refuse(

@@ -86,6 +86,17 @@ class MongoSettings(_Section):
     timeout_ms: int = Field(default=5000, ge=100)
 
 
+class PostgresSettings(_Section):
+    model_config = _config("POSTGRES_")
+
+    dsn: SecretStr = Field(
+        default=SecretStr("postgresql://activity@127.0.0.1:5432/activity_service"),
+        description="libpq connection URI; may hold a password, so it is a secret.",
+    )
+    timeout_ms: int = Field(default=5000, ge=100, description="Connecting and each statement, at most.")
+    pool_size: int = Field(default=10, ge=1, description="Connections per process, at most.")
+
+
 class ApiSettings(_Section):
     model_config = _config("API_")
 
@@ -260,8 +271,12 @@ class Settings(_Section):
     metrics_enabled: bool = Field(
         default=True, description="Prometheus metrics (API /metrics, consumer port)."
     )
+    store: Literal["mongodb", "postgresql"] = Field(
+        default="mongodb", description="Where the consumer stores events and the API reads them."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongodb: MongoSettings = Field(default_factory=MongoSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)

@@ -1,0 +1,98 @@
+"""The PostgreSQL schema, as numbered migrations applied in order at start-up (no ORM).
+
+``schema_migrations`` records each applied version. Applying takes a transaction-scoped advisory lock,
+so an API and a consumer starting together apply each migration once; every statement is written to be
+harmless when repeated. A migration is never edited once released: a change is a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_LOCK = 0x61637476  # "actv": one advisory lock key for this service's schema changes
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "activities, dead letters and consumer progress",
+        """
+        CREATE TABLE IF NOT EXISTS activities (
+            id text PRIMARY KEY,
+            user_id text NOT NULL,
+            action text NOT NULL,
+            "timestamp" timestamptz(3) NOT NULL,
+            received_at timestamptz(3) NOT NULL,
+            metadata jsonb NOT NULL,
+            ip_address text,
+            original_timestamp timestamptz(3),
+            sent_at timestamptz(3),
+            trace_id text
+        );
+        -- One index per filter, each ending in the sort keys, so that filter + order + keyset is one range.
+        CREATE INDEX IF NOT EXISTS activities_timestamp_id ON activities ("timestamp" DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS activities_user_timestamp_id
+            ON activities (user_id, "timestamp" DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS activities_action_timestamp_id
+            ON activities (action, "timestamp" DESC, id DESC);
+
+        CREATE TABLE IF NOT EXISTS dead_letters (
+            source text PRIMARY KEY,
+            event_id text,
+            error_type text NOT NULL,
+            reason text NOT NULL,
+            at timestamptz(3) NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_event_id ON dead_letters (event_id);
+
+        CREATE TABLE IF NOT EXISTS consumer_progress (
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            next_offset bigint NOT NULL,
+            last_received_at timestamptz(3),
+            caught_up boolean NOT NULL,
+            recorded_at timestamptz(3) NOT NULL,
+            PRIMARY KEY (topic, partition)
+        );
+        """,
+    ),
+)
+
+
+async def migrate(
+    connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+) -> list[int]:
+    """Applies what is missing, in order; returns the versions applied now."""
+    applied_now: list[int] = []
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied_now.append(migration.version)
+            log.info("database schema: applied migration %d (%s)", migration.version, migration.name)
+    return applied_now

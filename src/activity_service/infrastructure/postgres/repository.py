@@ -1,0 +1,156 @@
+"""ActivityRepository on PostgreSQL: idempotent inserts by primary key, keyset pages as row-value ranges.
+
+Every list query is one range of the index made for its filter, read in index order: ``("timestamp", id)
+< ($t, $i)`` continues a walk where the last page ended, so page 10,000 costs what page 1 costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.ports import StoreOutcome
+from activity_service.domain.query import ActivityPage, ActivityQuery
+from activity_service.infrastructure.postgres.rows import COLUMNS, SELECT, TYPES, columns_of, from_row
+
+INSERT = (
+    f"INSERT INTO activities ({', '.join(COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+ORDER = 'ORDER BY "timestamp" DESC, id DESC'
+PURGE_BATCH = 10_000
+
+# What means the database could not be reached or stopped answering: the caller may retry.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+class PostgresActivityRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+        try:
+            async with self._pool.acquire() as connection:
+                inserted = await connection.fetch(INSERT, *columns_of(activities))
+        except asyncpg.DataError:
+            # A value this database cannot hold (e.g. a \\u0000 inside a jsonb string) fails the whole
+            # statement: find which, one by one (rare), and refuse only those.
+            return await self._add_one_by_one(activities)
+        return StoreOutcome(inserted=len(inserted), duplicates=len(activities) - len(inserted))
+
+    async def _add_one_by_one(self, activities: Sequence[Activity]) -> StoreOutcome:
+        inserted = duplicates = 0
+        rejected: dict[str, str] = {}
+        async with self._pool.acquire() as connection:
+            for activity in activities:
+                try:
+                    rows = await connection.fetch(INSERT, *columns_of([activity]))
+                except asyncpg.DataError as exc:
+                    rejected[activity.id] = f"{type(exc).__name__}: {exc}"[:500]
+                    continue
+                inserted += len(rows)
+                duplicates += 1 - len(rows)
+        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
+
+    async def get(self, activity_id: str) -> Activity | None:
+        row = await self._fetchrow(f"SELECT {SELECT} FROM activities WHERE id = $1", activity_id)
+        return None if row is None else from_row(row)
+
+    async def find(self, query: ActivityQuery) -> ActivityPage:
+        where, args = conditions(query)
+        page_sql, page_args = page_query(query, where, args)
+        try:
+            async with self._pool.acquire() as connection:
+                rows = await connection.fetch(page_sql, *page_args)
+                total = None
+                if query.count_total:
+                    count_where = " AND ".join(where) or "TRUE"
+                    total = await connection.fetchval(
+                        f"SELECT count(*) FROM activities WHERE {count_where}", *args
+                    )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return ActivityPage(
+            items=[from_row(r) for r in rows[: query.limit]],
+            total=total,
+            page=query.page,
+            limit=query.limit,
+            has_more=len(rows) > query.limit,
+        )
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """In batches along the timestamp index, so that no statement holds many locks for long."""
+        deleted = 0
+        async with self._pool.acquire() as connection:
+            while True:
+                status = await connection.execute(
+                    "DELETE FROM activities WHERE id IN ("
+                    ' SELECT id FROM activities WHERE "timestamp" < $1 ORDER BY "timestamp" LIMIT $2)',
+                    cutoff,
+                    PURGE_BATCH,
+                )
+                count = int(status.rsplit(" ", 1)[-1])
+                deleted += count
+                if count < PURGE_BATCH:
+                    return deleted
+
+    async def ping(self) -> None:
+        async with self._pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        try:
+            async with self._pool.acquire() as connection:
+                return await connection.fetchrow(sql, *args)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+
+def conditions(query: ActivityQuery) -> tuple[list[str], list[Any]]:
+    """The filters as SQL conditions with numbered parameters: values are only ever parameters."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if query.user_id is not None:
+        where.append(f"user_id = {param(query.user_id)}")
+    if len(query.actions) == 1:
+        where.append(f"action = {param(query.actions[0])}")
+    elif query.actions:
+        where.append(f"action = ANY({param(list(query.actions))}::text[])")
+    if query.start is not None:
+        where.append(f'"timestamp" >= {param(query.start)}')
+    if query.end is not None:
+        where.append(f'"timestamp" <= {param(query.end)}')
+    return where, args
+
+
+def page_query(query: ActivityQuery, where: list[str], args: list[Any]) -> tuple[str, list[Any]]:
+    """One page (one row more than asked, to tell whether another follows), newest first."""
+    where, args = list(where), list(args)
+    if query.after is not None:
+        args += [query.after.timestamp, query.after.id]
+        where.append(f'("timestamp", id) < (${len(args) - 1}, ${len(args)})')
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    args += [query.limit + 1, query.skip]
+    return (
+        f"SELECT {SELECT} FROM activities {clause}{ORDER} LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        args,
+    )

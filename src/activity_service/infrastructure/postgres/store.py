@@ -1,0 +1,74 @@
+"""The PostgreSQL store: activities, dead letters and progress in one database, one pool per process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+
+from activity_service.infrastructure.postgres.delivery import PostgresDeadLetterLog, PostgresProgressLog
+from activity_service.infrastructure.postgres.migrations import migrate
+from activity_service.infrastructure.postgres.repository import PostgresActivityRepository
+from activity_service.infrastructure.settings import PostgresSettings
+from activity_service.infrastructure.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def _prepare(connection: asyncpg.Connection) -> None:
+    """jsonb in and out as Python objects, through orjson (asyncpg's default is text)."""
+    await connection.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_dumps, decoder=orjson.loads, format="text"
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@asynccontextmanager
+async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store]:
+    """Connects, brings the schema up to date (migrations.py), and closes the pool on the way out."""
+    timeout = settings.timeout_ms / 1000
+    pool = await asyncpg.create_pool(
+        settings.dsn.get_secret_value(),
+        min_size=1,
+        max_size=settings.pool_size,
+        timeout=timeout,
+        command_timeout=timeout,
+        init=_prepare,
+        server_settings={"application_name": "activity-service"},
+    )
+    try:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+            version = await connection.fetchval("SHOW server_version")
+        server = f"PostgreSQL {version}"
+        log.info("store: %s, database %s", server, connection_database(settings))
+        activities = PostgresActivityRepository(pool)
+
+        async def keep_everything(days: int) -> bool:
+            return days == 0  # no TTL in PostgreSQL: the consumer purges (in batches along the index)
+
+        yield Store(
+            kind="postgresql",
+            server=server,
+            activities=activities,
+            dead_letters=PostgresDeadLetterLog(pool),
+            progress=PostgresProgressLog(pool),
+            ping=activities.ping,
+            apply_retention=keep_everything,
+        )
+    finally:
+        await pool.close()
+
+
+def connection_database(settings: PostgresSettings) -> str:
+    """The database name of the DSN, for logs (never the password)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.dsn.get_secret_value()).path.lstrip("/") or "(default)"
