@@ -112,6 +112,8 @@ def rate_limiter(settings: Settings) -> TokenBuckets | None:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerServices:
+    store: str
+    """Where it stores, for the logs: the server and the database."""
     loop: KafkaActivityConsumer
     purge: PurgeExpiredActivities | None
     """Set when retention is on and the database cannot expire events itself: run it periodically."""
@@ -158,17 +160,25 @@ async def consumer_service(
             purge = None
             if not expires_by_itself:
                 purge = PurgeExpiredActivities(database.activities, clock, days=settings.retention.days)
-            yield ConsumerServices(loop=loop, purge=purge)
+            yield ConsumerServices(store=f"{database.server}, {database.where}", loop=loop, purge=purge)
         finally:
             await consumer.stop()  # leaves the group, so the partitions move on at once
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayServices:
+    store: str
+    """Where it stores, for the logs: the server and the database."""
+    replay: ReplayActivities
+
+
 @asynccontextmanager
-async def replay_service(
-    settings: Settings, store: OpenStore = open_store
-) -> AsyncIterator[ReplayActivities]:
+async def replay_service(settings: Settings, store: OpenStore = open_store) -> AsyncIterator[ReplayServices]:
     async with store(settings) as database:
-        yield ReplayActivities(database.activities, database.dead_letters)
+        yield ReplayServices(
+            f"{database.server}, {database.where}",
+            ReplayActivities(database.activities, database.dead_letters),
+        )
 
 
 @asynccontextmanager

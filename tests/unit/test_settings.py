@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from activity_service.infrastructure.logging import JsonFormatter, TextFormatter, configure_logging
@@ -27,6 +28,8 @@ def documented() -> dict[str, str]:
 
 def written(value: object) -> str:
     """A default as .env.example writes it: booleans in lower case, like the JSON the shell expects."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

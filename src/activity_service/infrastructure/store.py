@@ -18,6 +18,8 @@ class Store:
     """Which store setting chose it (``mongodb``): also the name readiness reports it under."""
     server: str
     """What the database reported itself as, for the logs (e.g. ``FerretDB v1.24.2``)."""
+    where: str
+    """Which database on it, for the logs and tools (e.g. ``database activity_service``)."""
     activities: ActivityRepository
     dead_letters: DeadLetterLog
     progress: ProgressLog

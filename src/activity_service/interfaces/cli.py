@@ -9,9 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from pymongo.errors import PyMongoError
 
 from activity_service.domain.times import from_iso
 from activity_service.infrastructure.logging import configure_logging
@@ -94,10 +92,11 @@ def _replay(
 
     try:
         asyncio.run(replay(settings, topic, start=start, end=end, dead_letters=dead_letters))
-    except (KafkaError, ValueError, PyMongoError) as exc:
+    except Exception as exc:  # any failure of the broker or the database: said, and the exit status is 1
         print(
             f"activity-service: replay failed: {type(exc).__name__}: {exc}. Check KAFKA_BOOTSTRAP_SERVERS, "
-            "KAFKA_TOPIC and MONGODB_URI (locally: make stack-up); replaying again is safe.",
+            "KAFKA_TOPIC and the store (STORE, MONGODB_URI or POSTGRES_DSN; locally: make stack-up); "
+            "replaying again is safe.",
             file=sys.stderr,
         )
         return 1

@@ -35,10 +35,12 @@ async def open_mongo_store(settings: MongoSettings) -> AsyncIterator[Store]:
         dead_letters = MongoDeadLetterLog(database[DEAD_LETTERS], quirks)
         await activities.ensure_indexes()
         await dead_letters.ensure_indexes()
-        log.info("store: %s, database %s", quirks.server, settings.database)
+        where = f"database {settings.database}, collection {settings.collection}"
+        log.info("store: %s, %s", quirks.server, where)
         yield Store(
             kind="mongodb",
             server=quirks.server,
+            where=where,
             activities=activities,
             dead_letters=dead_letters,
             progress=MongoProgressLog(database[PROGRESS], quirks),

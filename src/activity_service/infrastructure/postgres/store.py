@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -48,7 +49,8 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
             await migrate(connection)
             version = await connection.fetchval("SHOW server_version")
         server = f"PostgreSQL {version}"
-        log.info("store: %s, database %s", server, connection_database(settings))
+        where = f"database {connection_database(settings)}"
+        log.info("store: %s, %s", server, where)
         activities = PostgresActivityRepository(pool)
 
         async def keep_everything(days: int) -> bool:
@@ -57,6 +59,7 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
         yield Store(
             kind="postgresql",
             server=server,
+            where=where,
             activities=activities,
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
@@ -69,6 +72,4 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
 
 def connection_database(settings: PostgresSettings) -> str:
     """The database name of the DSN, for logs (never the password)."""
-    from urllib.parse import urlsplit
-
     return urlsplit(settings.dsn.get_secret_value()).path.lstrip("/") or "(default)"

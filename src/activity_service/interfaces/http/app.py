@@ -30,7 +30,7 @@ from activity_service.interfaces.http.security.policy import HttpSecurity
 
 DESCRIPTION = """
 Ingest API for user-activity events. `POST` answers **202** only once Kafka acknowledged the event; a
-separate consumer stores it in MongoDB shortly after, idempotently by event id. Errors are
+separate consumer stores it (MongoDB or PostgreSQL) shortly after, idempotently by event id. Errors are
 `application/problem+json` (RFC 9457).
 
 Every `/api` route needs an API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`: scope

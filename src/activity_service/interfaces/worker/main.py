@@ -33,11 +33,10 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         return
     async with consumer_service(settings, on_batch=_log_batch) as services:
         log.info(
-            "consuming %s as group %s into %s.%s",
+            "consuming %s as group %s into %s",
             settings.kafka.topic,
             settings.kafka.consumer_group,
-            settings.mongodb.database,
-            settings.mongodb.collection,
+            services.store,
         )
         purging = None
         if services.purge is not None:

@@ -28,14 +28,14 @@ async def replay(
             last[0] = now
             print(f"[{label}] {report.summary()} ...", file=sys.stderr, flush=True)
 
-    print(
-        f"[{label}] reading {topic} from {start.isoformat() if start else 'the beginning'} "
-        f"to {end.isoformat() if end else 'its current end'} into {settings.mongodb.database}",
-        file=sys.stderr,
-        flush=True,
-    )
-    async with replay_service(settings) as use_case:
-        report = await use_case.execute(
+    async with replay_service(settings) as services:
+        print(
+            f"[{label}] reading {topic} from {start.isoformat() if start else 'the beginning'} "
+            f"to {end.isoformat() if end else 'its current end'} into {services.store}",
+            file=sys.stderr,
+            flush=True,
+        )
+        report = await services.replay.execute(
             read_topic(settings.kafka.bootstrap_servers, topic, start=start, end=end),
             forget_dead_letters=dead_letters,
             on_progress=progress,
