@@ -2,12 +2,13 @@
 # The local stack without Docker: a single-node KRaft Kafka 4.1.0 broker (JVM, jars from Maven Central)
 # and FerretDB v1.24.2 on SQLite as the MongoDB-wire database (built with Go once).
 #
-#   bash scripts/stack.sh up     [kafka|mongo]   start (or reuse) and wait until ready; prints the settings
-#   bash scripts/stack.sh down   [kafka|mongo]   stop what this script started (by recorded pid) and free the ports
-#   bash scripts/stack.sh status [kafka|mongo]   which services run, pids, ports, state dir
+#   bash scripts/stack.sh up     [SERVICE]   start (or reuse) and wait until ready; prints the settings
+#   bash scripts/stack.sh down   [SERVICE]   stop what this script started (by recorded pid) and free the ports
+#   bash scripts/stack.sh kill   [SERVICE]   SIGKILL it, as a crash would: no clean shutdown, data kept
+#   bash scripts/stack.sh status [SERVICE]   which services run, pids, ports, state dir
 #
-# No service argument means both. Stopping and starting one service keeps its data (fault-injection tests
-# restart the broker or the database mid-test).
+# SERVICE is kafka or mongo; none means both. Stopping (or killing) and starting one service keeps its data
+# (fault-injection tests restart the broker or the database mid-test).
 #
 # Environment (all optional):
 #   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017)
@@ -65,9 +66,10 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: bash scripts/stack.sh up|down|status [kafka|mongo]
+usage: bash scripts/stack.sh up|down|kill|status [kafka|mongo]
   up      start (or reuse) the local Kafka broker and FerretDB, wait until they answer, print the settings
   down    stop the processes this script started (by recorded pid) and free their ports
+  kill    SIGKILL the processes this script started, as a crash would (no clean shutdown; data kept)
   status  show which services run, their pids, ports and the state directory
 No service argument means both.
 EOF
@@ -90,6 +92,16 @@ port_answers() { # port -> 0 when something accepts TCP connections on $HOST:por
     else # (macOS without coreutils) a loopback connect answers at once anyway
         bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
     fi
+}
+
+# A live process, not a zombie: a killed server stays a zombie until its parent (often init) reaps it, and
+# kill -0 succeeds on a zombie.
+alive() { # pid
+    kill -0 "$1" 2>/dev/null || return 1
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no /proc (macOS): kill -0 is all there is
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
 }
 
 pid_cmdline() {
@@ -386,12 +398,33 @@ start_mongo() {
     say "mongo: started FerretDB (pid $(<"$MONGO_PIDFILE")), log $MONGO_LOG"
 }
 
-# --- up / down / status ------------------------------------------------------------------------------------
+# --- up / down / kill / status -----------------------------------------------------------------------------
 
 service_port() {
     case $1 in
     kafka) printf '%s' "$KAFKA_PORT" ;;
     mongo) printf '%s' "$MONGO_PORT" ;;
+    esac
+}
+
+service_ports() { # every port it listens on
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    *) service_port "$1" ;;
+    esac
+}
+
+service_port_variable() {
+    case $1 in
+    kafka) printf 'KAFKA_PORT' ;;
+    mongo) printf 'MONGO_PORT' ;;
+    esac
+}
+
+service_state() { # its directory under STACK_DIR
+    case $1 in
+    kafka) printf '%s' "$KAFKA_STATE" ;;
+    mongo) printf '%s' "$MONGO_STATE" ;;
     esac
 }
 
@@ -416,8 +449,19 @@ service_logs() { # every log worth showing when it fails
     esac
 }
 
+service_setting() { # the line `up` prints for it
+    case $1 in
+    kafka) printf 'KAFKA_BOOTSTRAP_SERVERS=%s:%s' "$HOST" "$KAFKA_PORT" ;;
+    mongo) printf 'MONGODB_URI=mongodb://%s:%s' "$HOST" "$MONGO_PORT" ;;
+    esac
+}
+
 probe() { # service -> 0 when it answers its protocol
     python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2
+}
+
+probe_reason() { # service -> why the probe fails, in the probe's words
+    python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2 --verbose 2>&1 >/dev/null | sed 's/^[^ ]* [^ ]*: //'
 }
 
 # Waits until the service answers its protocol. $2 is the pid to watch ("" for a process that is not ours).
@@ -425,7 +469,7 @@ wait_ready() { # service pid timeout
     local service=$1 pid=$2 timeout=$3 start logs
     start=$(date +%s)
     while ! probe "$service"; do
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+        if [[ -n $pid ]] && ! alive "$pid"; then
             mapfile -t logs < <(service_logs "$service")
             show_log_tail "${logs[@]}"
             rm -f "$(service_pidfile "$service")"
@@ -435,11 +479,11 @@ wait_ready() { # service pid timeout
             if [[ -n $pid ]]; then
                 mapfile -t logs < <(service_logs "$service")
                 show_log_tail "${logs[@]}"
-                die "$service did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above). Try 'bash scripts/stack.sh down $service && bash scripts/stack.sh up $service'; if it keeps failing, remove $([[ $service == kafka ]] && echo "$KAFKA_STATE" || echo "$MONGO_STATE") (its data is lost) and run up again."
+                die "$service did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above; last answer: $(probe_reason "$service")). Try 'bash scripts/stack.sh down $service && bash scripts/stack.sh up $service'; if it keeps failing, remove $(service_state "$service") (its data is lost) and run up again."
             fi
             local holder
             holder=$(port_holder "$(service_port "$service")")
-            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as $service. Stop it, or use another port ($([[ $service == kafka ]] && echo KAFKA_PORT || echo MONGO_PORT)=...)."
+            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as this stack's $service ($(probe_reason "$service")). Stop it, or use another port ($(service_port_variable "$service")=...)."
         fi
         sleep 0.5
     done
@@ -490,37 +534,61 @@ cmd_up() {
     local summary=""
     for service in "${SERVICES[@]}"; do summary+="${summary:+, }$service ${RESULT[$service]}"; done
     say "ready in $(elapsed_since "$start") ($summary; state in $STACK_DIR)"
-    for service in "${SERVICES[@]}"; do
-        case $service in
-        kafka) echo "KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT" ;;
-        mongo) echo "MONGODB_URI=mongodb://$HOST:$MONGO_PORT" ;;
-        esac
+    for service in "${SERVICES[@]}"; do service_setting "$service" && echo; done
+}
+
+# The process and its children (a server may fork workers, each in a session of its own). The parent is
+# stopped (SIGSTOP) first so that it forks nothing new while they are listed, then all get SIGKILL at once:
+# what a crash of the whole server looks like. Returns once none is alive.
+kill_tree() { # service pid
+    local service=$1 pid=$2 child waited=0
+    local -a pids=("$pid")
+    kill -STOP "$pid" 2>/dev/null || return 0
+    if command -v pgrep >/dev/null 2>&1; then
+        while read -r child; do [[ -n $child ]] && pids+=("$child"); done <<<"$(pgrep -P "$pid" || true)"
+    fi
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for child in "${pids[@]}"; do
+        while alive "$child"; do
+            ((waited >= 100)) && die "$service: pid $child is still alive 10 s after SIGKILL"
+            sleep 0.1
+            waited=$((waited + 1))
+        done
     done
 }
 
 stop_pid() { # service pid
     local service=$1 pid=$2 waited=0
     kill -TERM "$pid" 2>/dev/null || return 0
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         if ((waited >= STOP_TIMEOUT * 10)); then
             warn "$service (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-            continue
+            kill_tree "$service" "$pid"
+            return 0
         fi
         sleep 0.1
         waited=$((waited + 1))
     done
 }
 
+wait_ports_free() { # service -> 0 when its ports are free
+    local service=$1 port holder rc=0
+    while read -r port; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            port_answers "$port" || continue 2
+            sleep 0.5
+        done
+        holder=$(port_holder "$port")
+        warn "$HOST:$port is still in use by a process this script did not start${holder:+ ($holder)}; left alone."
+        rc=1
+    done <<<"$(service_ports "$service")"
+    return "$rc"
+}
+
 down_service() { # service -> 0 when its ports are free afterwards
-    local service=$1 pid pidfile port start holder
-    local -a ports
+    local service=$1 pid pidfile start
     start=$(now)
-    case $service in
-    kafka) pidfile=$KAFKA_PIDFILE ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT") ;;
-    mongo) pidfile=$MONGO_PIDFILE ports=("$MONGO_PORT") ;;
-    esac
+    pidfile=$(service_pidfile "$service")
     pid=$(our_pid "$service")
     if [[ -n $pid ]]; then
         stop_pid "$service" "$pid"
@@ -529,25 +597,29 @@ down_service() { # service -> 0 when its ports are free afterwards
         say "$service: not running (no live process recorded in $pidfile)"
     fi
     rm -f "$pidfile"
-    local rc=0
-    for port in "${ports[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            port_answers "$port" || continue 2
-            sleep 0.5
-        done
-        holder=$(port_holder "$port")
-        warn "$HOST:$port is still in use by a process this script did not start${holder:+ ($holder)}; left alone."
-        rc=1
-    done
-    return "$rc"
+    wait_ports_free "$service"
 }
 
-cmd_down() {
+kill_service() { # service -> 0 when its ports are free afterwards
+    local service=$1 pid pidfile
+    pidfile=$(service_pidfile "$service")
+    pid=$(our_pid "$service")
+    if [[ -n $pid ]]; then
+        kill_tree "$service" "$pid"
+        say "$service: killed (SIGKILL, pid $pid); its data is kept: 'bash scripts/stack.sh up $service' starts it again"
+    else
+        say "$service: not running (no live process recorded in $pidfile)"
+    fi
+    rm -f "$pidfile"
+    wait_ports_free "$service"
+}
+
+cmd_down() { # down | kill
     mkdir -p "$STACK_DIR"
     lock_stack
     local rc=0 service
     for service in "${SERVICES[@]}"; do
-        down_service "$service" || rc=1
+        "$1_service" "$service" || rc=1
     done
     return "$rc"
 }
@@ -563,25 +635,25 @@ cmd_status() {
         [[ $service == kafka ]] && extra=" (controller $HOST:$KAFKA_CONTROLLER_PORT)"
         if [[ -n $pid ]]; then
             if probe "$service"; then state="running, ready"; else state="running, not answering yet"; fi
-            printf '  %-6s %-28s pid %-8s %s:%s%s  log %s\n' "$service" "$state" "$pid" "$HOST" "$port" "$extra" \
+            printf '  %-8s %-28s pid %-8s %s:%s%s  log %s\n' "$service" "$state" "$pid" "$HOST" "$port" "$extra" \
                 "$(service_log "$service")"
         elif port_answers "$port"; then
             holder=$(port_holder "$port")
-            printf '  %-6s %-28s %s:%s is served by a process this script did not start%s\n' "$service" \
+            printf '  %-8s %-28s %s:%s is served by a process this script did not start%s\n' "$service" \
                 "foreign" "$HOST" "$port" "${holder:+ ($holder)}"
         else
-            printf '  %-6s %-28s %s:%s%s\n' "$service" "stopped" "$HOST" "$port" "$extra"
+            printf '  %-8s %-28s %s:%s%s\n' "$service" "stopped" "$HOST" "$port" "$extra"
         fi
     done
 }
 
-# One `up`/`down` at a time per state dir (two clones running `make stack-up` together must not start two
-# brokers). The servers are spawned with fd 9 closed, so they never hold this lock.
+# One `up`/`down`/`kill` at a time per state dir (two clones running `make stack-up` together must not start
+# two brokers). The servers are spawned with fd 9 closed, so they never hold this lock.
 lock_stack() {
     command -v flock >/dev/null 2>&1 || return 0
     exec 9>"$STACK_DIR/.lock"
     if ! flock -n 9; then
-        say "another 'stack.sh up/down' is running on $STACK_DIR; waiting for it..."
+        say "another 'stack.sh up/down/kill' is running on $STACK_DIR; waiting for it..."
         flock -w 300 9 || die "timed out waiting for the lock on $STACK_DIR/.lock"
     fi
 }
@@ -597,7 +669,8 @@ main() {
     esac
     case $action in
     up) cmd_up ;;
-    down) cmd_down ;;
+    down) cmd_down down ;;
+    kill) cmd_down kill ;;
     status) cmd_status ;;
     *) usage ;;
     esac
