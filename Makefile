@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
 MONGO_PORT ?= 27017
-export KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT
-STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb://127.0.0.1:$(MONGO_PORT)
+POSTGRES_PORT ?= 5432
+export KAFKA_PORT KAFKA_CONTROLLER_PORT MONGO_PORT POSTGRES_PORT
+STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb://127.0.0.1:$(MONGO_PORT) \
+	POSTGRES_DSN=postgresql://activity@127.0.0.1:$(POSTGRES_PORT)/activity_service
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
@@ -19,7 +21,7 @@ help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
 	@echo "make test        install, start the local stack, then lint, types, import layers and all tests"
 	@echo "make test-faults fault injection under load (kills, outages, overload, poison) and fuzzing, ~10 min"
-	@echo "make stack-up    start (or reuse) the local Kafka broker and FerretDB; make stack-down stops them"
+	@echo "make stack-up    start (or reuse) the local Kafka broker, FerretDB and PostgreSQL; make stack-down stops them"
 	@echo "make install     create .venv/ and install the project with its dev extras"
 
 install: $(VENV)/.installed

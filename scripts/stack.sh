@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The local stack without Docker: a single-node KRaft Kafka 4.1.0 broker (JVM, jars from Maven Central)
-# and FerretDB v1.24.2 on SQLite as the MongoDB-wire database (built with Go once).
+# The local stack without Docker: a single-node KRaft Kafka 4.1.0 broker (JVM, jars from Maven Central),
+# FerretDB v1.24.2 on SQLite as the MongoDB-wire database (built with Go once) and PostgreSQL 15 (the
+# system's binaries; Debian's postgresql-15 package is installed when missing and running as root).
 #
-#   bash scripts/stack.sh up     [kafka|mongo]   start (or reuse) and wait until ready; prints the settings
-#   bash scripts/stack.sh down   [kafka|mongo]   stop what this script started (by recorded pid) and free the ports
-#   bash scripts/stack.sh status [kafka|mongo]   which services run, pids, ports, state dir
+#   bash scripts/stack.sh up     [SERVICE]   start (or reuse) and wait until ready; prints the settings
+#   bash scripts/stack.sh down   [SERVICE]   stop what this script started (by recorded pid) and free the ports
+#   bash scripts/stack.sh kill   [SERVICE]   SIGKILL it, as a crash would: no clean shutdown, data kept
+#   bash scripts/stack.sh status [SERVICE]   which services run, pids, ports, state dir
 #
-# No service argument means both. Stopping and starting one service keeps its data (fault-injection tests
-# restart the broker or the database mid-test).
+# SERVICE is kafka, mongo or postgres; none means all three. Stopping (or killing) and starting one service
+# keeps its data (fault-injection tests restart the broker or a database mid-test).
 #
 # Environment (all optional):
-#   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017)
+#   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017), POSTGRES_PORT (5432)
 #   ACTIVITY_CACHE      downloads and builds, outside the clone (default ~/.cache/activity-service)
 #   STACK_DIR           logs, data and pid files (default $ACTIVITY_CACHE/stack). Shared by every clone on the
 #                       machine on purpose: `make stack-down` from any clone stops the one stack.
 #   STACK_WAIT_TIMEOUT  seconds to wait for each service to answer (default 90)
+#   POSTGRES_BINDIR     where PostgreSQL 15's postgres and initdb are (default: found, see find_postgres)
 set -euo pipefail
 
 if ((BASH_VERSINFO[0] < 4)); then
@@ -30,8 +33,10 @@ HOST=127.0.0.1
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 MONGO_PORT=${MONGO_PORT:-27017}
+POSTGRES_PORT=${POSTGRES_PORT:-5432}
 ACTIVITY_CACHE=${ACTIVITY_CACHE:-$HOME/.cache/activity-service}
 STACK_DIR=${STACK_DIR:-$ACTIVITY_CACHE/stack}
+[[ $STACK_DIR == /* ]] || STACK_DIR=$PWD/$STACK_DIR # the PostgreSQL server resolves paths from its data dir
 WAIT_TIMEOUT=${STACK_WAIT_TIMEOUT:-90}
 STOP_TIMEOUT=20
 
@@ -56,6 +61,19 @@ MONGO_DATA=$MONGO_STATE/data
 MONGO_LOG=$MONGO_STATE/ferretdb.log
 MONGO_PIDFILE=$MONGO_STATE/ferretdb.pid
 
+POSTGRES_MAJOR=15
+POSTGRES_ROLE=activity # the application's role (CREATEDB: tests create a database per run)
+POSTGRES_DB=activity_service
+POSTGRES_SUPERUSER=postgres # the bootstrap superuser, reachable only through the Unix socket
+POSTGRES_OS_USER=postgres   # the system user the server runs as when this script runs as root
+POSTGRES_STATE=$STACK_DIR/postgres
+POSTGRES_DATA=$POSTGRES_STATE/data
+POSTGRES_SOCKET_DIR=$POSTGRES_STATE/run
+POSTGRES_CONFIG=$POSTGRES_STATE/postgresql.conf
+POSTGRES_HBA=$POSTGRES_STATE/pg_hba.conf
+POSTGRES_LOG=$POSTGRES_STATE/postgres.log
+POSTGRES_PIDFILE=$POSTGRES_STATE/postgres.pid
+
 say() { printf '[stack] %s\n' "$*"; }
 warn() { printf '[stack] %s\n' "$*" >&2; }
 die() {
@@ -65,11 +83,13 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: bash scripts/stack.sh up|down|status [kafka|mongo]
-  up      start (or reuse) the local Kafka broker and FerretDB, wait until they answer, print the settings
+usage: bash scripts/stack.sh up|down|kill|status [kafka|mongo|postgres]
+  up      start (or reuse) the local Kafka broker, FerretDB and PostgreSQL, wait until they answer, print
+          the settings
   down    stop the processes this script started (by recorded pid) and free their ports
+  kill    SIGKILL the processes this script started, as a crash would (no clean shutdown; data kept)
   status  show which services run, their pids, ports and the state directory
-No service argument means both.
+No service argument means all three.
 EOF
     exit 2
 }
@@ -92,6 +112,16 @@ port_answers() { # port -> 0 when something accepts TCP connections on $HOST:por
     fi
 }
 
+# A live process, not a zombie: a killed server stays a zombie until its parent (often init) reaps it, and
+# kill -0 succeeds on a zombie.
+alive() { # pid
+    kill -0 "$1" 2>/dev/null || return 1
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no /proc (macOS): kill -0 is all there is
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
 pid_cmdline() {
     if [[ -r /proc/$1/cmdline ]]; then
         tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
@@ -107,6 +137,7 @@ our_pid() { # service -> pid (empty when not running)
     case $1 in
     kafka) pidfile=$KAFKA_PIDFILE marker=$KAFKA_CONFIG ;;
     mongo) pidfile=$MONGO_PIDFILE marker=--state-dir=$MONGO_STATE ;;
+    postgres) pidfile=$POSTGRES_PIDFILE marker=config_file=$POSTGRES_CONFIG ;;
     esac
     [[ -s $pidfile ]] || return 0
     pid=$(<"$pidfile")
@@ -386,12 +417,267 @@ start_mongo() {
     say "mongo: started FerretDB (pid $(<"$MONGO_PIDFILE")), log $MONGO_LOG"
 }
 
-# --- up / down / status ------------------------------------------------------------------------------------
+# --- PostgreSQL --------------------------------------------------------------------------------------------
+
+postgres_major_of() { # bindir -> the major version its postgres reports ("15"), empty when it cannot tell
+    local out re='\(PostgreSQL\) ([0-9]+)'
+    out=$("$1/postgres" --version 2>/dev/null) || return 0
+    if [[ $out =~ $re ]]; then printf '%s' "${BASH_REMATCH[1]}"; fi
+}
+
+# The PostgreSQL 15 binaries, into PG_BIN: POSTGRES_BINDIR, else Debian's versioned directory, else
+# `pg_config --bindir`, else the postgres on PATH, else Homebrew's postgresql@15.
+find_postgres() {
+    local dir
+    local -a candidates=("/usr/lib/postgresql/$POSTGRES_MAJOR/bin")
+    if [[ -n ${POSTGRES_BINDIR:-} ]]; then
+        [[ -x $POSTGRES_BINDIR/postgres && -x $POSTGRES_BINDIR/initdb ]] ||
+            die "POSTGRES_BINDIR=$POSTGRES_BINDIR has no postgres and initdb executables."
+        [[ $(postgres_major_of "$POSTGRES_BINDIR") == "$POSTGRES_MAJOR" ]] ||
+            die "POSTGRES_BINDIR=$POSTGRES_BINDIR holds PostgreSQL '$(postgres_major_of "$POSTGRES_BINDIR")', not $POSTGRES_MAJOR."
+        PG_BIN=$POSTGRES_BINDIR
+        return 0
+    fi
+    if command -v pg_config >/dev/null 2>&1; then candidates+=("$(pg_config --bindir 2>/dev/null || true)"); fi
+    if command -v postgres >/dev/null 2>&1; then candidates+=("$(dirname "$(command -v postgres)")"); fi
+    candidates+=("/opt/homebrew/opt/postgresql@$POSTGRES_MAJOR/bin" "/usr/local/opt/postgresql@$POSTGRES_MAJOR/bin")
+    for dir in "${candidates[@]}"; do
+        [[ -n $dir && -x $dir/postgres && -x $dir/initdb ]] || continue
+        [[ $(postgres_major_of "$dir") == "$POSTGRES_MAJOR" ]] || continue
+        PG_BIN=$dir
+        return 0
+    done
+    return 1
+}
+
+debian_clusters() { # -> "version name port status" per Debian-managed cluster (none without postgresql-common)
+    command -v pg_lsclusters >/dev/null 2>&1 || return 0
+    pg_lsclusters -h 2>/dev/null | awk '{ print $1, $2, $3, $4 }' || true
+}
+
+# Debian's postgresql-15 creates a "main" cluster on 5432 and starts it. The stack runs its own server from
+# STACK_DIR, so the install runs behind a policy-rc.d that forbids starting services, and any cluster the
+# install created is stopped (if it started anyway) and set to start manually. Clusters that were there
+# before are left alone.
+install_postgres() {
+    command -v apt-get >/dev/null 2>&1 && ((EUID == 0)) || return 1
+    local policy=/usr/sbin/policy-rc.d backup="" before out
+    before=$(debian_clusters)
+    say "postgres: installing postgresql-$POSTGRES_MAJOR with apt-get (first run only)..."
+    if [[ -e $policy ]]; then
+        backup=$(mktemp)
+        cp -p "$policy" "$backup"
+    fi
+    # shellcheck disable=SC2064 # expand now
+    trap "if [[ -n '$backup' ]]; then mv -f '$backup' '$policy'; else rm -f '$policy'; fi" EXIT
+    printf '#!/bin/sh\n# Written by activity-service scripts/stack.sh while it installs PostgreSQL; removed after.\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    if ! out=$(export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq 2>&1 && apt-get install -y -qq --no-install-recommends "postgresql-$POSTGRES_MAJOR" 2>&1); then
+        printf '%s\n' "$out" >&2
+        die "apt-get could not install postgresql-$POSTGRES_MAJOR (output above)."
+    fi
+    if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+    trap - EXIT
+    stop_new_clusters "$before"
+}
+
+stop_new_clusters() { # clusters listed before -> each cluster not listed then: stopped, set to start manually
+    local before=$1 version name port status
+    while read -r version name port status; do
+        [[ -n $name ]] || continue
+        grep -q "^$version $name " <<<"$before" && continue
+        if [[ $status == online* ]]; then pg_ctlcluster "$version" "$name" stop || true; fi
+        if [[ -f /etc/postgresql/$version/$name/start.conf ]]; then echo manual >"/etc/postgresql/$version/$name/start.conf"; fi
+        say "postgres: the install created Debian's cluster $version/$name (port $port); it is stopped and set to start manually (this stack runs its own server; 'pg_dropcluster $version $name' removes it)"
+    done <<<"$(debian_clusters)"
+}
+
+ensure_postgres() {
+    find_postgres && return 0
+    if install_postgres && find_postgres; then
+        say "postgres: PostgreSQL $POSTGRES_MAJOR installed in $PG_BIN"
+        return 0
+    fi
+    die "PostgreSQL $POSTGRES_MAJOR (its postgres and initdb) is required and was not found. Install it, e.g. 'apt-get install postgresql-$POSTGRES_MAJOR' (Debian/Ubuntu; run this script as root and it does so itself), 'brew install postgresql@$POSTGRES_MAJOR' (macOS), or set POSTGRES_BINDIR."
+}
+
+# PostgreSQL refuses to run as root: as root the server (and initdb) run as the postgres system user,
+# through setpriv, which execs (runuser and su fork, so the recorded pid would not be the server's).
+# Otherwise, as the current user.
+pg_as_owner_cmd() { # -> PG_AS, the prefix that runs a command as the server's owner
+    PG_AS=()
+    ((EUID == 0)) || return 0
+    id -u "$POSTGRES_OS_USER" >/dev/null 2>&1 ||
+        die "running as root, PostgreSQL must run as the '$POSTGRES_OS_USER' system user, which does not exist (Debian's postgresql-common creates it; or: useradd --system --home-dir /var/lib/postgresql $POSTGRES_OS_USER)."
+    command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) is required to run PostgreSQL as '$POSTGRES_OS_USER' when running as root."
+    PG_AS=(setpriv "--reuid=$POSTGRES_OS_USER" "--regid=$POSTGRES_OS_USER" --init-groups --)
+}
+
+pg_own() { # dir... -> owned by the server's user, mode 700 (the server insists on it for its data)
+    chmod 700 "$@"
+    if ((EUID == 0)); then chown "$POSTGRES_OS_USER:" "$@"; fi
+}
+
+# As root, STACK_DIR usually sits under /root (mode 700), which the postgres user cannot reach. Each
+# directory above the state dir that it cannot traverse gets traverse permission for that user only
+# (setfacl), else for everyone (chmod o+x: enter, not list). Said once: a granted directory passes after.
+grant_postgres_traverse() {
+    ((EUID == 0)) || return 0
+    local dir=$POSTGRES_STATE how
+    local -a dirs=()
+    while [[ $dir != / && -n $dir ]]; do
+        dirs=("$dir" "${dirs[@]}")
+        dir=$(dirname "$dir")
+    done
+    for dir in "${dirs[@]}"; do
+        "${PG_AS[@]}" test -x "$dir" && continue
+        if command -v setfacl >/dev/null 2>&1 && setfacl -m "u:$POSTGRES_OS_USER:x" "$dir" 2>/dev/null; then
+            how="setfacl -m u:$POSTGRES_OS_USER:x"
+        else
+            chmod o+x "$dir"
+            how="chmod o+x"
+        fi
+        say "postgres: the server runs as '$POSTGRES_OS_USER', which could not enter $dir: granted traverse ($how)"
+    done
+}
+
+# initdb once, into a scratch directory that becomes the data directory only once the role and database
+# exist: an interrupted first run leaves nothing half-made behind. The role and database are created in
+# single-user mode, before the server ever listens.
+init_postgres_data() {
+    if [[ -f $POSTGRES_DATA/PG_VERSION ]]; then
+        local made
+        made=$(<"$POSTGRES_DATA/PG_VERSION")
+        [[ $made == "$POSTGRES_MAJOR" ]] ||
+            die "$POSTGRES_DATA was made by PostgreSQL $made, but the binaries in $PG_BIN are $POSTGRES_MAJOR. Remove $POSTGRES_STATE (its data is lost) and run up again."
+        return 0
+    fi
+    local scratch=$POSTGRES_STATE/data.init out
+    say "postgres: creating the cluster in $POSTGRES_DATA (first run only)"
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
+    pg_own "$scratch"
+    # C collation: text compares byte by byte, as MongoDB compares strings (ids order alike in both stores).
+    if ! out=$(cd / && "${PG_AS[@]}" "$PG_BIN/initdb" -D "$scratch" -U "$POSTGRES_SUPERUSER" --auth=trust \
+        --encoding=UTF8 --locale=C 2>&1); then
+        printf '%s\n' "$out" >>"$POSTGRES_LOG"
+        show_log_tail "$POSTGRES_LOG"
+        die "initdb failed (see above)."
+    fi
+    printf '%s\n' "$out" >>"$POSTGRES_LOG"
+    # Single-user mode runs one statement per line and exits 0 even when one fails: the output says.
+    out=$(printf '%s\n' "CREATE ROLE $POSTGRES_ROLE LOGIN CREATEDB;" \
+        "CREATE DATABASE $POSTGRES_DB OWNER $POSTGRES_ROLE;" |
+        (cd / && "${PG_AS[@]}" "$PG_BIN/postgres" --single -D "$scratch" postgres) 2>&1) || true
+    printf '%s\n' "$out" >>"$POSTGRES_LOG"
+    if [[ $out == *ERROR:* || $out == *FATAL:* ]]; then
+        show_log_tail "$POSTGRES_LOG"
+        die "creating the role $POSTGRES_ROLE and database $POSTGRES_DB failed (see above)."
+    fi
+    mv "$scratch" "$POSTGRES_DATA"
+}
+
+conf_quote() { printf "'%s'" "${1//\'/\'\'}"; } # a postgresql.conf string value
+
+write_postgres_config() {
+    cat >"$POSTGRES_CONFIG" <<EOF
+# Generated by scripts/stack.sh on every start; edit the script, not this file. The server starts with
+# config_file pointing here; $POSTGRES_DATA/postgresql.conf (initdb's) is not read.
+data_directory = $(conf_quote "$POSTGRES_DATA")
+hba_file = $(conf_quote "$POSTGRES_HBA")
+ident_file = $(conf_quote "$POSTGRES_DATA/pg_ident.conf")
+
+# Loopback only; the Unix socket lives in the state dir, in a directory only the server's user can enter.
+listen_addresses = '$HOST'
+port = $POSTGRES_PORT
+unix_socket_directories = $(conf_quote "$POSTGRES_SOCKET_DIR")
+unix_socket_permissions = 0700
+max_connections = 100
+
+# Small machine (2 cores, shared with Kafka, FerretDB and the tests). Durability as in production: fsync and
+# synchronous_commit stay on, so a killed server loses nothing it acknowledged.
+shared_buffers = 128MB
+effective_cache_size = 512MB
+work_mem = 4MB
+maintenance_work_mem = 64MB
+max_wal_size = 1GB
+max_worker_processes = 4
+max_parallel_workers_per_gather = 0
+# JIT compiling costs more than it saves on this workload's small queries.
+jit = off
+
+# Logs go to stderr, which the script appends to $POSTGRES_LOG.
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d '
+log_timezone = 'UTC'
+
+timezone = 'UTC'
+datestyle = 'iso, mdy'
+lc_messages = 'C'
+lc_monetary = 'C'
+lc_numeric = 'C'
+lc_time = 'C'
+default_text_search_config = 'pg_catalog.english'
+EOF
+    cat >"$POSTGRES_HBA" <<EOF
+# Generated by scripts/stack.sh. A development stack: no passwords.
+# - The Unix socket (its directory is mode 700, only the server's user and root enter it) trusts every role,
+#   the superuser $POSTGRES_SUPERUSER included: psql -h $POSTGRES_SOCKET_DIR -p $POSTGRES_PORT -U $POSTGRES_SUPERUSER postgres
+# - TCP on 127.0.0.1 trusts the application role $POSTGRES_ROLE only: any local user of this machine can
+#   connect as it (acceptable on a development machine, never in production). Other roles are refused.
+# TYPE  DATABASE  USER                  ADDRESS        METHOD
+local   all       all                                  trust
+host    all       $POSTGRES_ROLE        $HOST/32   trust
+EOF
+    chmod 644 "$POSTGRES_CONFIG" "$POSTGRES_HBA"
+}
+
+start_postgres() {
+    ensure_postgres
+    pg_as_owner_cmd
+    mkdir -p "$POSTGRES_STATE"
+    grant_postgres_traverse
+    init_postgres_data
+    mkdir -p "$POSTGRES_SOCKET_DIR"
+    pg_own "$POSTGRES_SOCKET_DIR"
+    write_postgres_config
+    printf '\n===== %s starting PostgreSQL %s =====\n' "$(date '+%F %T')" "$POSTGRES_MAJOR" >>"$POSTGRES_LOG"
+    spawn "$POSTGRES_PIDFILE" "$POSTGRES_LOG" "${PG_AS[@]}" "$PG_BIN/postgres" -D "$POSTGRES_DATA" \
+        -c "config_file=$POSTGRES_CONFIG"
+    say "postgres: started PostgreSQL $POSTGRES_MAJOR (pid $(<"$POSTGRES_PIDFILE")${PG_AS[*]:+, as $POSTGRES_OS_USER}), log $POSTGRES_LOG"
+}
+
+# --- up / down / kill / status -----------------------------------------------------------------------------
 
 service_port() {
     case $1 in
     kafka) printf '%s' "$KAFKA_PORT" ;;
     mongo) printf '%s' "$MONGO_PORT" ;;
+    postgres) printf '%s' "$POSTGRES_PORT" ;;
+    esac
+}
+
+service_ports() { # every port it listens on
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    *) service_port "$1" ;;
+    esac
+}
+
+service_port_variable() {
+    case $1 in
+    kafka) printf 'KAFKA_PORT' ;;
+    mongo) printf 'MONGO_PORT' ;;
+    postgres) printf 'POSTGRES_PORT' ;;
+    esac
+}
+
+service_state() { # its directory under STACK_DIR
+    case $1 in
+    kafka) printf '%s' "$KAFKA_STATE" ;;
+    mongo) printf '%s' "$MONGO_STATE" ;;
+    postgres) printf '%s' "$POSTGRES_STATE" ;;
     esac
 }
 
@@ -399,6 +685,7 @@ service_pidfile() {
     case $1 in
     kafka) printf '%s' "$KAFKA_PIDFILE" ;;
     mongo) printf '%s' "$MONGO_PIDFILE" ;;
+    postgres) printf '%s' "$POSTGRES_PIDFILE" ;;
     esac
 }
 
@@ -406,6 +693,7 @@ service_log() { # the main log
     case $1 in
     kafka) printf '%s' "$KAFKA_LOG" ;;
     mongo) printf '%s' "$MONGO_LOG" ;;
+    postgres) printf '%s' "$POSTGRES_LOG" ;;
     esac
 }
 
@@ -413,11 +701,34 @@ service_logs() { # every log worth showing when it fails
     case $1 in
     kafka) printf '%s\n' "$KAFKA_LOG" "$KAFKA_STDOUT" ;;
     mongo) printf '%s\n' "$MONGO_LOG" ;;
+    postgres) printf '%s\n' "$POSTGRES_LOG" ;;
     esac
 }
 
-probe() { # service -> 0 when it answers its protocol
+service_setting() { # the line `up` prints for it
+    case $1 in
+    kafka) printf 'KAFKA_BOOTSTRAP_SERVERS=%s:%s' "$HOST" "$KAFKA_PORT" ;;
+    mongo) printf 'MONGODB_URI=mongodb://%s:%s' "$HOST" "$MONGO_PORT" ;;
+    postgres) printf 'POSTGRES_DSN=postgresql://%s@%s:%s/%s' "$POSTGRES_ROLE" "$HOST" "$POSTGRES_PORT" "$POSTGRES_DB" ;;
+    esac
+}
+
+probe() { # service -> 0 when it answers its protocol (PostgreSQL: as the application role, to its database)
     python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2
+}
+
+probe_reason() { # service -> why the probe fails, in the probe's words
+    python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2 --verbose 2>&1 >/dev/null | sed 's/^[^ ]* [^ ]*: //'
+}
+
+foreign_hint() { # service port -> advice when a process this script did not start holds the port
+    [[ $1 == postgres ]] || return 0
+    local version name port status
+    while read -r version name port status; do
+        [[ $port == "$2" && $status == online* ]] || continue
+        printf " It is Debian's PostgreSQL cluster %s/%s: stop it ('pg_ctlcluster %s %s stop', and 'manual' in /etc/postgresql/%s/%s/start.conf keeps it from starting at boot)." \
+            "$version" "$name" "$version" "$name" "$version" "$name"
+    done <<<"$(debian_clusters)"
 }
 
 # Waits until the service answers its protocol. $2 is the pid to watch ("" for a process that is not ours).
@@ -425,7 +736,7 @@ wait_ready() { # service pid timeout
     local service=$1 pid=$2 timeout=$3 start logs
     start=$(date +%s)
     while ! probe "$service"; do
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+        if [[ -n $pid ]] && ! alive "$pid"; then
             mapfile -t logs < <(service_logs "$service")
             show_log_tail "${logs[@]}"
             rm -f "$(service_pidfile "$service")"
@@ -435,11 +746,11 @@ wait_ready() { # service pid timeout
             if [[ -n $pid ]]; then
                 mapfile -t logs < <(service_logs "$service")
                 show_log_tail "${logs[@]}"
-                die "$service did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above). Try 'bash scripts/stack.sh down $service && bash scripts/stack.sh up $service'; if it keeps failing, remove $([[ $service == kafka ]] && echo "$KAFKA_STATE" || echo "$MONGO_STATE") (its data is lost) and run up again."
+                die "$service did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above; last answer: $(probe_reason "$service")). Try 'bash scripts/stack.sh down $service && bash scripts/stack.sh up $service'; if it keeps failing, remove $(service_state "$service") (its data is lost) and run up again."
             fi
             local holder
             holder=$(port_holder "$(service_port "$service")")
-            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as $service. Stop it, or use another port ($([[ $service == kafka ]] && echo KAFKA_PORT || echo MONGO_PORT)=...)."
+            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as this stack's $service ($(probe_reason "$service")).$(foreign_hint "$service" "$(service_port "$service")") Stop it, or use another port ($(service_port_variable "$service")=...)."
         fi
         sleep 0.5
     done
@@ -490,37 +801,84 @@ cmd_up() {
     local summary=""
     for service in "${SERVICES[@]}"; do summary+="${summary:+, }$service ${RESULT[$service]}"; done
     say "ready in $(elapsed_since "$start") ($summary; state in $STACK_DIR)"
-    for service in "${SERVICES[@]}"; do
-        case $service in
-        kafka) echo "KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT" ;;
-        mongo) echo "MONGODB_URI=mongodb://$HOST:$MONGO_PORT" ;;
-        esac
-    done
+    for service in "${SERVICES[@]}"; do service_setting "$service" && echo; done
 }
 
-stop_pid() { # service pid
-    local service=$1 pid=$2 waited=0
-    kill -TERM "$pid" 2>/dev/null || return 0
+# The process and, for PostgreSQL, its children (each backend and worker is a child of the postmaster, in a
+# session of its own). The parent is stopped (SIGSTOP) first so that it forks nothing new while they are
+# listed, then all get SIGKILL at once: what a crash of the whole server looks like. Returns once none is
+# alive; PostgreSQL's next start recovers from its write-ahead log.
+kill_tree() { # service pid
+    local service=$1 pid=$2 child waited=0
+    local -a pids=("$pid")
+    kill -STOP "$pid" 2>/dev/null || return 0
+    if command -v pgrep >/dev/null 2>&1; then
+        while read -r child; do [[ -n $child ]] && pids+=("$child"); done <<<"$(pgrep -P "$pid" || true)"
+    fi
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for child in "${pids[@]}"; do
+        while alive "$child"; do
+            ((waited >= 100)) && die "$service: pid $child is still alive 10 s after SIGKILL"
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    done
+    # A killed postmaster leaves postmaster.pid behind, and the next start refuses while that pid exists,
+    # even as a zombie (kill -0 succeeds): wait until its parent (init, once this script's caller is gone)
+    # has reaped it. Some container inits reap only every few seconds.
+    [[ $service == postgres ]] || return 0
+    waited=0
     while kill -0 "$pid" 2>/dev/null; do
-        if ((waited >= STOP_TIMEOUT * 10)); then
-            warn "$service (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-            continue
+        if ((waited >= 100)); then
+            warn "$service: the killed pid $pid is still not reaped after 10 s; the next start may refuse its postmaster.pid"
+            return 0
         fi
         sleep 0.1
         waited=$((waited + 1))
     done
 }
 
-down_service() { # service -> 0 when its ports are free afterwards
-    local service=$1 pid pidfile port start holder
-    local -a ports
-    start=$(now)
-    case $service in
-    kafka) pidfile=$KAFKA_PIDFILE ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT") ;;
-    mongo) pidfile=$MONGO_PIDFILE ports=("$MONGO_PORT") ;;
+# PostgreSQL gets SIGINT, its "fast" shutdown (clients disconnected, a checkpoint written): its SIGTERM
+# ("smart") would wait for every client, and the tests' connection pools may hold connections.
+stop_signal() {
+    case $1 in
+    postgres) printf 'INT' ;;
+    *) printf 'TERM' ;;
     esac
+}
+
+stop_pid() { # service pid
+    local service=$1 pid=$2 waited=0
+    kill -"$(stop_signal "$service")" "$pid" 2>/dev/null || return 0
+    while alive "$pid"; do
+        if ((waited >= STOP_TIMEOUT * 10)); then
+            warn "$service (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+            kill_tree "$service" "$pid"
+            return 0
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
+wait_ports_free() { # service -> 0 when its ports are free
+    local service=$1 port holder rc=0
+    while read -r port; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            port_answers "$port" || continue 2
+            sleep 0.5
+        done
+        holder=$(port_holder "$port")
+        warn "$HOST:$port is still in use by a process this script did not start${holder:+ ($holder)}; left alone."
+        rc=1
+    done <<<"$(service_ports "$service")"
+    return "$rc"
+}
+
+down_service() { # service -> 0 when its ports are free afterwards
+    local service=$1 pid pidfile start
+    start=$(now)
+    pidfile=$(service_pidfile "$service")
     pid=$(our_pid "$service")
     if [[ -n $pid ]]; then
         stop_pid "$service" "$pid"
@@ -529,25 +887,29 @@ down_service() { # service -> 0 when its ports are free afterwards
         say "$service: not running (no live process recorded in $pidfile)"
     fi
     rm -f "$pidfile"
-    local rc=0
-    for port in "${ports[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            port_answers "$port" || continue 2
-            sleep 0.5
-        done
-        holder=$(port_holder "$port")
-        warn "$HOST:$port is still in use by a process this script did not start${holder:+ ($holder)}; left alone."
-        rc=1
-    done
-    return "$rc"
+    wait_ports_free "$service"
 }
 
-cmd_down() {
+kill_service() { # service -> 0 when its ports are free afterwards
+    local service=$1 pid pidfile
+    pidfile=$(service_pidfile "$service")
+    pid=$(our_pid "$service")
+    if [[ -n $pid ]]; then
+        kill_tree "$service" "$pid"
+        say "$service: killed (SIGKILL, pid $pid); its data is kept: 'bash scripts/stack.sh up $service' starts it again"
+    else
+        say "$service: not running (no live process recorded in $pidfile)"
+    fi
+    rm -f "$pidfile"
+    wait_ports_free "$service"
+}
+
+cmd_down() { # down | kill
     mkdir -p "$STACK_DIR"
     lock_stack
     local rc=0 service
     for service in "${SERVICES[@]}"; do
-        down_service "$service" || rc=1
+        "$1_service" "$service" || rc=1
     done
     return "$rc"
 }
@@ -563,25 +925,25 @@ cmd_status() {
         [[ $service == kafka ]] && extra=" (controller $HOST:$KAFKA_CONTROLLER_PORT)"
         if [[ -n $pid ]]; then
             if probe "$service"; then state="running, ready"; else state="running, not answering yet"; fi
-            printf '  %-6s %-28s pid %-8s %s:%s%s  log %s\n' "$service" "$state" "$pid" "$HOST" "$port" "$extra" \
+            printf '  %-8s %-28s pid %-8s %s:%s%s  log %s\n' "$service" "$state" "$pid" "$HOST" "$port" "$extra" \
                 "$(service_log "$service")"
         elif port_answers "$port"; then
             holder=$(port_holder "$port")
-            printf '  %-6s %-28s %s:%s is served by a process this script did not start%s\n' "$service" \
+            printf '  %-8s %-28s %s:%s is served by a process this script did not start%s\n' "$service" \
                 "foreign" "$HOST" "$port" "${holder:+ ($holder)}"
         else
-            printf '  %-6s %-28s %s:%s%s\n' "$service" "stopped" "$HOST" "$port" "$extra"
+            printf '  %-8s %-28s %s:%s%s\n' "$service" "stopped" "$HOST" "$port" "$extra"
         fi
     done
 }
 
-# One `up`/`down` at a time per state dir (two clones running `make stack-up` together must not start two
-# brokers). The servers are spawned with fd 9 closed, so they never hold this lock.
+# One `up`/`down`/`kill` at a time per state dir (two clones running `make stack-up` together must not start
+# two brokers). The servers are spawned with fd 9 closed, so they never hold this lock.
 lock_stack() {
     command -v flock >/dev/null 2>&1 || return 0
     exec 9>"$STACK_DIR/.lock"
     if ! flock -n 9; then
-        say "another 'stack.sh up/down' is running on $STACK_DIR; waiting for it..."
+        say "another 'stack.sh up/down/kill' is running on $STACK_DIR; waiting for it..."
         flock -w 300 9 || die "timed out waiting for the lock on $STACK_DIR/.lock"
     fi
 }
@@ -590,14 +952,16 @@ main() {
     [[ $# -ge 1 && $# -le 2 ]] || usage
     local action=$1
     case ${2:-all} in
-    all) SERVICES=(kafka mongo) ;;
+    all) SERVICES=(kafka mongo postgres) ;;
     kafka) SERVICES=(kafka) ;;
     mongo | ferretdb) SERVICES=(mongo) ;;
+    postgres | postgresql | pg) SERVICES=(postgres) ;;
     *) usage ;;
     esac
     case $action in
     up) cmd_up ;;
-    down) cmd_down ;;
+    down) cmd_down down ;;
+    kill) cmd_down kill ;;
     status) cmd_status ;;
     *) usage ;;
     esac

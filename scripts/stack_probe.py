@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Readiness probes for the local stack (scripts/stack.sh). Standard library only: runs before .venv exists.
 
-    python3 scripts/stack_probe.py kafka HOST:PORT   # Metadata v1 request; ok when >= 1 broker is listed
-    python3 scripts/stack_probe.py mongo HOST:PORT   # OP_MSG {ping: 1, $db: "admin"}; ok when ok == 1
+    python3 scripts/stack_probe.py kafka HOST:PORT     # Metadata v1 request; ok when >= 1 broker is listed
+    python3 scripts/stack_probe.py mongo HOST:PORT     # OP_MSG {ping: 1, $db: "admin"}; ok when ok == 1
+    python3 scripts/stack_probe.py postgres HOST:PORT  # StartupMessage as --user to --database (default
+                                                       # activity / activity_service); ok on ReadyForQuery
 
 Exit status 0 when the service answers as expected, 1 otherwise (quietly; the reason goes to stderr with
 --verbose). An open port is not enough: the probe speaks the wire protocol, so "ready" means the Kafka broker
@@ -20,6 +22,7 @@ import sys
 KAFKA_METADATA_API_KEY = 3
 KAFKA_METADATA_VERSION = 1  # non-flexible (no tagged fields); supported by every broker from 0.10 to 4.x
 MONGO_OP_MSG = 2013
+POSTGRES_PROTOCOL_3_0 = 196608  # major 3, minor 0
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
@@ -199,19 +202,81 @@ def probe_mongo(host: str, port: int, timeout: float) -> str:
     return "ping ok"
 
 
+# --- PostgreSQL frontend/backend protocol ---------------------------------------------------------------
+
+
+def _postgres_startup(user: str, database: str) -> bytes:
+    params = b"".join(
+        _cstring(key) + _cstring(value)
+        for key, value in (("user", user), ("database", database), ("application_name", "stack-probe"))
+    )
+    body = struct.pack(">i", POSTGRES_PROTOCOL_3_0) + params + b"\x00"
+    return struct.pack(">i", len(body) + 4) + body
+
+
+def _postgres_fields(payload: bytes) -> dict[str, str]:
+    """An ErrorResponse's fields, each a type byte and a C string: S severity, C code, M message..."""
+    fields: dict[str, str] = {}
+    for part in payload.split(b"\x00"):
+        if part:
+            fields[chr(part[0])] = part[1:].decode("utf-8", "replace")
+    return fields
+
+
+def probe_postgres(host: str, port: int, timeout: float, user: str, database: str) -> str:
+    """Ready means the role can log in to the database without a password and the server takes queries:
+    ReadyForQuery after AuthenticationOk. "Starting up" or "in recovery" (57P03) is not ready yet."""
+    server_version = "?"
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(_postgres_startup(user, database))
+        while True:
+            kind = _recv_exact(sock, 1)
+            (length,) = struct.unpack(">i", _recv_exact(sock, 4))
+            if not 4 <= length <= MAX_RESPONSE_BYTES:
+                raise ProbeError(f"unexpected message length {length} (not a PostgreSQL server?)")
+            payload = _recv_exact(sock, length - 4)
+            if kind == b"R":
+                (method,) = struct.unpack_from(">i", payload)
+                if method != 0:
+                    raise ProbeError(f"the server asks {user!r} for a password (auth method {method})")
+            elif kind == b"E":
+                fields = _postgres_fields(payload)
+                raise ProbeError(f"{fields.get('S', 'ERROR')} {fields.get('C', '?')}: {fields.get('M', '')}")
+            elif kind == b"S":
+                name, _, rest = payload.partition(b"\x00")
+                if name == b"server_version":
+                    server_version = rest.rstrip(b"\x00").decode("utf-8", "replace")
+            elif kind == b"Z":
+                sock.sendall(b"X" + struct.pack(">i", 4))  # Terminate: a clean goodbye, no log noise
+                return f"{user}@{database} accepted (PostgreSQL {server_version})"
+            elif kind not in (b"K", b"N", b"v"):  # BackendKeyData, NoticeResponse, NegotiateProtocolVersion
+                raise ProbeError(f"unexpected message type {kind!r} (not a PostgreSQL server?)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Probe the local Kafka broker or MongoDB-wire database.")
-    parser.add_argument("service", choices=["kafka", "mongo"])
+    parser = argparse.ArgumentParser(
+        description="Probe the local Kafka broker, MongoDB-wire database or PostgreSQL server."
+    )
+    parser.add_argument("service", choices=["kafka", "mongo", "postgres"])
     parser.add_argument("address", help="HOST:PORT")
     parser.add_argument(
         "--timeout", type=float, default=2.0, help="seconds for connect and reply (default 2)"
     )
+    parser.add_argument("--user", default="activity", help="postgres: role to log in as (default activity)")
+    parser.add_argument(
+        "--database", default="activity_service", help="postgres: database (default activity_service)"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="say why on stderr")
     args = parser.parse_args(argv)
-    probe = probe_kafka if args.service == "kafka" else probe_mongo
     try:
         host, port = _split_address(args.address)
-        detail = probe(host, port, args.timeout)
+        if args.service == "postgres":
+            detail = probe_postgres(host, port, args.timeout, args.user, args.database)
+        elif args.service == "kafka":
+            detail = probe_kafka(host, port, args.timeout)
+        else:
+            detail = probe_mongo(host, port, args.timeout)
     except (OSError, ProbeError, ValueError, struct.error) as exc:
         if args.verbose:
             print(f"{args.service} {args.address}: not ready: {exc or type(exc).__name__}", file=sys.stderr)
