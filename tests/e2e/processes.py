@@ -16,17 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from tests.conftest import Stack
+from tests.postgres import with_database
+from tests.stored import MongoView, PostgresView, StoredView
 
 CLI = str(Path(sys.executable).with_name("activity-service"))
 # Every deployment starts with this one key holding every scope; security tests add their own.
 API_KEY = "e2e-full-access-key-0123456789"
 API_KEYS = json.dumps([{"name": "e2e", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}])
 AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+# Runs a test once per store: put it on a test (or as a module's pytestmark) that takes `deployment`.
+BOTH_STORES = pytest.mark.parametrize("deployment", ["mongodb", "postgresql"], indirect=True)
 # The only variables of the test's own environment that the service processes see.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "JAVA_HOME")
 
@@ -61,6 +67,8 @@ class Deployment:
     name: str
     logs: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    store: str = "mongodb"
+    """STORE for every process: mongodb (a database named like the deployment) or postgresql (likewise)."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_files: dict[int, Path] = field(default_factory=dict)
     """Each process's log, by pid."""
@@ -77,6 +85,8 @@ class Deployment:
             KAFKA_CONSUMER_GROUP=f"{self.name}-group",
             KAFKA_TOPIC_PARTITIONS="3",
             MONGODB_DATABASE=self.name,
+            STORE=self.store,
+            POSTGRES_DSN=with_database(self.stack.postgres_dsn, self.name.lower()),
             LOG_LEVEL="INFO",
             LOG_FORMAT="json",
             AUTH_ENABLED="true",
@@ -92,6 +102,17 @@ class Deployment:
     @property
     def cwd(self) -> Path:
         return self.logs
+
+    @property
+    def store_service(self) -> str:
+        """The local stack's name for the store's server (what Stack.stop/start take)."""
+        return "postgres" if self.store == "postgresql" else "mongo"
+
+    def stored(self) -> StoredView:
+        """What the deployment's store holds, read straight from the database."""
+        if self.store == "postgresql":
+            return PostgresView(with_database(self.stack.postgres_dsn, self.name.lower()))
+        return MongoView(self.stack.mongo_uri, self.name)
 
     def _spawn(self, args: list[str], log_name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.logs / log_name).open("ab")
@@ -180,8 +201,18 @@ def total(base_url: str, **params: Any) -> int:
     return int(get(base_url, "/api/activities", params=params).json()["total"])
 
 
+async def prepare(deployment: Deployment) -> None:
+    """Creates what the deployment's store needs beforehand: a PostgreSQL database of its own."""
+    if deployment.store == "postgresql":
+        admin = await asyncpg.connect(deployment.stack.postgres_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{deployment.name.lower()}"')
+        finally:
+            await admin.close()
+
+
 async def forget(stack: Stack, name: str) -> None:
-    """Drops the deployment's topics and database, so the shared broker does not pile up partitions."""
+    """Drops the deployment's topics and databases, so the shared broker does not pile up partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
     await admin.start()
     try:
@@ -194,3 +225,8 @@ async def forget(stack: Stack, name: str) -> None:
         await client.drop_database(name)
     finally:
         await client.close()
+    postgres = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        await postgres.execute(f'DROP DATABASE IF EXISTS "{name.lower()}" WITH (FORCE)')
+    finally:
+        await postgres.close()

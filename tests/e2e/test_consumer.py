@@ -7,56 +7,44 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pymongo import MongoClient
 
 from activity_service.domain.activity import Activity
 from activity_service.infrastructure.kafka.codec import encode
 from activity_service.infrastructure.kafka.topics import ensure_topics
 from tests.conftest import Stack
 from tests.e2e.load import Stream
-from tests.e2e.processes import CLI, Deployment, get, post, total, wait_until
+from tests.e2e.processes import BOTH_STORES, CLI, Deployment, get, post, total, wait_until
 from tests.faults.ledger import consumer_lag
+from tests.stored import StoredView
+
+pytestmark = BOTH_STORES
 
 
-@pytest.fixture
-def database(stack: Stack, deployment: Deployment) -> Iterator[Any]:
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_uri, tz_aware=True)
-    try:
-        yield client[deployment.name]
-    finally:
-        client.drop_database(deployment.name)
-        client.close()
-
-
-def stored_ids(database: Any) -> list[str]:
-    return [d["_id"] for d in database["activities"].find({}, projection={"_id": 1})]
-
-
-def assert_exactly_once(deployment: Deployment, stack: Stack, database: Any, accepted: list[str]) -> None:
+def assert_exactly_once(
+    deployment: Deployment, stack: Stack, stored: StoredView, accepted: list[str]
+) -> None:
     """Once the group has committed the whole topic (nothing more can arrive: no sleep needed to let a
     stranger show up), the store holds exactly the acknowledged events (an id is stored at most once)."""
 
     def caught_up() -> bool:
-        if database["activities"].count_documents({}) < len(accepted):
+        if stored.count() < len(accepted):
             return False
         return asyncio.run(consumer_lag(stack, deployment.name, f"{deployment.name}-group")) == 0
 
     wait_until(caught_up, 120, "the group to commit the whole topic", logs=deployment.logs)
-    ids = set(stored_ids(database))
+    ids = set(stored.ids())
     missing = set(accepted) - ids
     assert not missing, f"{len(missing)} acknowledged events were lost"
     assert ids == set(accepted), f"{len(ids - set(accepted))} events that were never acknowledged were stored"
 
 
-def wait_stored(deployment: Deployment, database: Any, count: int, timeout: float = 90) -> None:
+def wait_stored(deployment: Deployment, stored: StoredView, count: int, timeout: float = 90) -> None:
     wait_until(
-        lambda: database["activities"].count_documents({}) >= count,
+        lambda: stored.count() >= count,
         timeout,
         f"{count} events to be stored",
         logs=deployment.logs,
@@ -97,7 +85,7 @@ def valid_message(event_id: str, user: str = "poison-neighbour") -> bytes:
 
 
 async def test_poison_messages_are_dead_lettered_with_headers_and_the_partition_keeps_flowing(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     topic = deployment.name
     await ensure_topics(stack.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=3, replication_factor=1)
@@ -114,8 +102,8 @@ async def test_poison_messages_are_dead_lettered_with_headers_and_the_partition_
         partition=1,
     )
     deployment.start_consumer()
-    wait_stored(deployment, database, 5)
-    assert sorted(stored_ids(database)) == [f"after-{i}" for i in range(5)]
+    wait_stored(deployment, stored, 5)
+    assert sorted(stored.ids()) == [f"after-{i}" for i in range(5)]
 
     letters = await read_dead_letters(stack, topic, 3)
     assert len(letters) == 3
@@ -126,13 +114,13 @@ async def test_poison_messages_are_dead_lettered_with_headers_and_the_partition_
         assert headers["dlq.source.offset"] == str(offset)
         assert headers["dlq.error"] and headers["dlq.error.type"] and headers["dlq.at"].endswith("Z")
     assert letters[0].value == b"\x00\xffnot json at all"
-    recorded = {d["_id"]: d for d in database["dead_letters"].find()}
+    recorded = stored.dead_letters()
     assert set(recorded) == {f"{topic}:1:0", f"{topic}:1:1", f"{topic}:1:2"}
-    assert recorded[f"{topic}:1:2"]["eventId"] == "poison-invalid"
+    assert recorded[f"{topic}:1:2"] == "poison-invalid"
 
 
 def test_consumer_killed_repeatedly_mid_stream_stores_every_event_once(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     consumer = deployment.start_consumer(CONSUMER_MAX_BATCH_RECORDS="50")
     _, base_url = deployment.start_api()
@@ -145,18 +133,18 @@ def test_consumer_killed_repeatedly_mid_stream_stores_every_event_once(
         consumer = deployment.start_consumer(CONSUMER_MAX_BATCH_RECORDS="50")
     stream.join()
     assert stream.failures == []
-    assert_exactly_once(deployment, stack, database, stream.accepted)
+    assert_exactly_once(deployment, stack, stored, stream.accepted)
 
 
 def test_database_outage_the_consumer_retries_commits_nothing_past_it_and_catches_up(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     deployment.start_consumer(CONSUMER_RETRY_MAX_SECONDS="1")
     _, base_url = deployment.start_api()
     first = Stream(base_url, total=100).start()
     first.join()
-    wait_stored(deployment, database, 100)
-    stack.stop("mongo")
+    wait_stored(deployment, stored, 100)
+    stack.stop(deployment.store_service)
     try:
         during = Stream(base_url, total=200).start()
         during.join()
@@ -165,12 +153,12 @@ def test_database_outage_the_consumer_retries_commits_nothing_past_it_and_catche
             lambda: "retrying" in deployment.log_text(), 30, "the consumer to retry", logs=deployment.logs
         )
     finally:
-        stack.start("mongo")
-    assert_exactly_once(deployment, stack, database, first.accepted + during.accepted)
+        stack.start(deployment.store_service)
+    assert_exactly_once(deployment, stack, stored, first.accepted + during.accepted)
 
 
 def test_two_consumers_with_one_restarted_over_and_over_store_every_event_once(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     deployment.start_consumer()
     restarted = deployment.start_consumer()
@@ -181,11 +169,11 @@ def test_two_consumers_with_one_restarted_over_and_over_store_every_event_once(
         assert deployment.stop(restarted) == 0
         restarted = deployment.start_consumer()
     stream.join()
-    assert_exactly_once(deployment, stack, database, stream.accepted)
+    assert_exactly_once(deployment, stack, stored, stream.accepted)
 
 
 def test_sigterm_during_a_stream_exits_0_in_bounded_time_and_loses_nothing(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     consumer = deployment.start_consumer()
     _, base_url = deployment.start_api()
@@ -196,7 +184,7 @@ def test_sigterm_during_a_stream_exits_0_in_bounded_time_and_loses_nothing(
     assert time.monotonic() - began < 15
     stream.join()
     deployment.start_consumer()
-    assert_exactly_once(deployment, stack, database, stream.accepted)
+    assert_exactly_once(deployment, stack, stored, stream.accepted)
 
 
 def run_cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
@@ -212,22 +200,22 @@ def run_cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[s
 
 
 def test_replaying_the_topic_restores_lost_documents_and_twice_changes_nothing(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     deployment.start_consumer()
     _, base_url = deployment.start_api()
     stream = Stream(base_url, total=200).start()
     stream.join()
-    wait_stored(deployment, database, 200)
+    wait_stored(deployment, stored, 200)
     lost = stream.accepted[:15]
-    database["activities"].delete_many({"_id": {"$in": lost}})
+    stored.delete(lost)
 
     first = run_cli(deployment, "replay", "--from", "earliest")
     assert first.returncode == 0, first.stderr
     assert "done in" in first.stdout and "200 events read: 15 stored, 185 already stored" in first.stdout
     second = run_cli(deployment, "replay", "--from", "earliest")
     assert "200 events read: 0 stored, 200 already stored" in second.stdout
-    assert_exactly_once(deployment, stack, database, stream.accepted)
+    assert_exactly_once(deployment, stack, stored, stream.accepted)
 
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     nothing = run_cli(deployment, "replay", "--from", future)
@@ -237,7 +225,7 @@ def test_replaying_the_topic_restores_lost_documents_and_twice_changes_nothing(
 
 
 async def test_dlq_replay_stores_fixed_events_and_reports_the_rest(
-    deployment: Deployment, stack: Stack, database: Any
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     topic = deployment.name
     await ensure_topics(stack.kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=3, replication_factor=1)
@@ -246,7 +234,7 @@ async def test_dlq_replay_stores_fixed_events_and_reports_the_rest(
     await produce(
         stack, f"{topic}.dlq", [(b"u", valid_message("fixed-1")), (b"u", b"still garbage")], partition=0
     )
-    database["dead_letters"].insert_one({"_id": f"{topic}:0:9", "eventId": "fixed-1", "errorType": "Old"})
+    stored.add_dead_letter(f"{topic}:0:9", "fixed-1", "Old")
 
     result = run_cli(deployment, "dlq", "replay")
     assert result.returncode == 0, result.stderr
@@ -254,11 +242,11 @@ async def test_dlq_replay_stores_fixed_events_and_reports_the_rest(
         "2 events read: 1 stored, 0 already stored, 0 refused by the database, 1 unreadable" in result.stdout
     )
     assert "unreadable" in result.stderr
-    assert stored_ids(database) == ["fixed-1"]
-    assert database["dead_letters"].count_documents({"eventId": "fixed-1"}) == 0
+    assert stored.ids() == ["fixed-1"]
+    assert "fixed-1" not in stored.dead_letters().values()
 
 
-def test_retention_removes_events_older_than_the_setting(deployment: Deployment, database: Any) -> None:
+def test_retention_removes_events_older_than_the_setting(deployment: Deployment, stored: StoredView) -> None:
     deployment.start_consumer(RETENTION_DAYS="1", RETENTION_PURGE_INTERVAL_SECONDS="1")
     _, base_url = deployment.start_api()
     old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
@@ -279,10 +267,9 @@ def test_retention_removes_events_older_than_the_setting(deployment: Deployment,
     )
     # FerretDB has no TTL index, so the consumer purges every second; MongoDB's TTL monitor runs each minute.
     wait_until(
-        lambda: database["activities"].count_documents({"_id": "old-1"}) == 0 and total(base_url) == 1,
+        lambda: not stored.has("old-1") and total(base_url) == 1,
         150,
         "the old event to be gone",
         logs=deployment.logs,
     )
-    ttl = "timestamp_ttl" in database["activities"].index_information()
-    assert ttl or "retention: purged" in deployment.log_text()
+    assert stored.expires_by_itself() or "retention: purged" in deployment.log_text()

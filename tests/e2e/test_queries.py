@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activity_service.domain.times import from_iso, to_iso
-from tests.e2e.processes import Deployment, api, get, post, total, wait_until
+from tests.e2e.processes import BOTH_STORES, Deployment, api, get, post, total, wait_until
+
+pytestmark = BOTH_STORES
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -1,0 +1,138 @@
+"""What a deployment's store holds, read straight from the database (not through the API), the same way
+for every store: for end-to-end and fault tests that must check the state itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+from pymongo import MongoClient
+
+T = TypeVar("T")
+
+
+class StoredView(Protocol):
+    def ids(self) -> list[str]: ...
+
+    def count(self) -> int: ...
+
+    def has(self, event_id: str) -> bool: ...
+
+    def metadata(self) -> list[dict[str, Any]]:
+        """Every stored event's metadata."""
+        ...
+
+    def delete(self, event_ids: Sequence[str]) -> None:
+        """Remove events behind the service's back (to test that a replay restores them)."""
+        ...
+
+    def dead_letters(self) -> dict[str, str | None]:
+        """Dead-letter records: source -> event id."""
+        ...
+
+    def add_dead_letter(self, source: str, event_id: str, error_type: str) -> None: ...
+
+    def expires_by_itself(self) -> bool:
+        """Whether the database expires old events on its own (a MongoDB TTL index)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MongoView:
+    def __init__(self, uri: str, database: str) -> None:
+        self._client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True)
+        self._db = self._client[database]
+
+    def ids(self) -> list[str]:
+        return [d["_id"] for d in self._db["activities"].find({}, projection={"_id": 1})]
+
+    def count(self) -> int:
+        return int(self._db["activities"].count_documents({}))
+
+    def has(self, event_id: str) -> bool:
+        return self._db["activities"].count_documents({"_id": event_id}) == 1
+
+    def metadata(self) -> list[dict[str, Any]]:
+        return [d.get("metadata") or {} for d in self._db["activities"].find({}, projection={"metadata": 1})]
+
+    def delete(self, event_ids: Sequence[str]) -> None:
+        self._db["activities"].delete_many({"_id": {"$in": list(event_ids)}})
+
+    def dead_letters(self) -> dict[str, str | None]:
+        return {d["_id"]: d.get("eventId") for d in self._db["dead_letters"].find()}
+
+    def add_dead_letter(self, source: str, event_id: str, error_type: str) -> None:
+        self._db["dead_letters"].insert_one({"_id": source, "eventId": event_id, "errorType": error_type})
+
+    def expires_by_itself(self) -> bool:
+        return "timestamp_ttl" in self._db["activities"].index_information()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class PostgresView:
+    """Each call is one short connection (the tests poll a few times a second at most)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    def _run(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def query() -> list[asyncpg.Record]:
+            connection = await asyncpg.connect(self._dsn)
+            try:
+                return await connection.fetch(sql, *args)
+            except asyncpg.UndefinedTableError:  # the service has not created its schema yet
+                return []
+            finally:
+                await connection.close()
+
+        return _sync(query())
+
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self._run("SELECT id FROM activities")]
+
+    def count(self) -> int:
+        rows = self._run("SELECT count(*) AS n FROM activities")
+        return int(rows[0]["n"]) if rows else 0
+
+    def has(self, event_id: str) -> bool:
+        return bool(self._run("SELECT 1 FROM activities WHERE id = $1", event_id))
+
+    def metadata(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(r["metadata"]) for r in self._run("SELECT metadata::text AS metadata FROM activities")
+        ]
+
+    def delete(self, event_ids: Sequence[str]) -> None:
+        self._run("DELETE FROM activities WHERE id = ANY($1::text[])", list(event_ids))
+
+    def dead_letters(self) -> dict[str, str | None]:
+        return {r["source"]: r["event_id"] for r in self._run("SELECT source, event_id FROM dead_letters")}
+
+    def add_dead_letter(self, source: str, event_id: str, error_type: str) -> None:
+        self._run(
+            "INSERT INTO dead_letters (source, event_id, error_type, reason, at)"
+            " VALUES ($1, $2, $3, '', now())",
+            source,
+            event_id,
+            error_type,
+        )
+
+    def expires_by_itself(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+def _sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs ``coroutine`` to its end from synchronous code, also when called inside an event loop (an
+    async test): on a thread of its own, with a loop of its own."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
