@@ -1,0 +1,77 @@
+"""Where tracked events wait to be sent: in memory, or in a spool on disk (_spool.py).
+
+Both keep events in the order they were put and hand them out once each (``take``); a taken event stays
+with its sender until it is ``done`` (accepted, or refused for good). Neither is thread-safe: the
+client calls them under its own lock. ``seq`` numbers events 0, 1, 2... in put order, which is what
+flush() waits by.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from activity_client._events import Event
+
+
+class EventQueue(Protocol):
+    def __len__(self) -> int:
+        """Events put and not taken yet."""
+        ...
+
+    def put(self, event_id: str, body: bytes) -> int:
+        """Adds an event and returns its seq. With a spool the event is on disk when this returns."""
+        ...
+
+    def take(self, max_items: int, max_bytes: int) -> list[Event]:
+        """The oldest events, at most ``max_items`` and ``max_bytes`` of bodies (at least one event)."""
+        ...
+
+    def done(self, events: Sequence[Event]) -> None:
+        """These events need no more sending: forget them (the spool records it on disk)."""
+        ...
+
+    def close(self) -> None:
+        """Releases files; undelivered spooled events stay on disk for the next process."""
+        ...
+
+    def reset_in_child(self) -> None:
+        """In a forked child: drop what the parent holds (the parent sends it), start empty."""
+        ...
+
+
+class MemoryQueue:
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        self._next_seq = 0
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def put(self, event_id: str, body: bytes) -> int:
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        self._events.append(Event(seq, event_id, body))
+        return seq
+
+    def take(self, max_items: int, max_bytes: int) -> list[Event]:
+        events = self._events
+        batch = [events.popleft()]
+        size = len(batch[0].body)
+        while events and len(batch) < max_items:
+            size += len(events[0].body) + 40  # + the sentAt each item gets
+            if size > max_bytes:
+                break
+            batch.append(events.popleft())
+        return batch
+
+    def done(self, events: Sequence[Event]) -> None:
+        pass
+
+    def close(self) -> None:
+        self._events.clear()
+
+    def reset_in_child(self) -> None:
+        self._events = deque()
+        self._next_seq = 0
