@@ -36,14 +36,20 @@ class Seen:
 class Planned:
     status: int
     retry_after: str | None = None
-    body: dict[str, Any] | None = None
+    delay: float = 0.0
+    """Answer normally (storing the events) after this many seconds: a client timeout."""
 
 
 @dataclass
 class FakeApi:
     api_key: str = API_KEY
     max_items: int = 500
+    max_body_bytes: int = 1024 * 1024
+    """Decompressed; larger bodies get a 413 (the server's INGEST_MAX_BATCH_BYTES)."""
     accept_gzip: bool = True
+    port: int = 0
+    hold_after: int | None = None
+    """Hold (see hold()) once this many requests were answered."""
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: Counter[str] = field(default_factory=Counter)
     """How many times each id came in a request that was read (duplicates show here, not in stored)."""
@@ -59,6 +65,7 @@ class FakeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # it writes the head and the body separately
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -75,9 +82,9 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     # --- control --------------------------------------------------------------------------------------
 
@@ -99,6 +106,11 @@ class FakeApi:
         with self._lock:
             for _ in range(count):
                 self._plan.append(Planned(status, retry_after))
+
+    def slow_next(self, count: int, delay: float) -> None:
+        with self._lock:
+            for _ in range(count):
+                self._plan.append(Planned(202, delay=delay))
 
     def hold(self) -> None:
         """Requests wait (unanswered) until release()."""
@@ -143,11 +155,14 @@ class FakeApi:
         items = json.loads(raw)["activities"]
         ids = [item.get("id", "") for item in items]
         sent_at = [item.get("sentAt", "") for item in items]
-        if planned is not None:
+        if planned is not None and planned.delay:
+            time.sleep(planned.delay)
+        elif planned is not None:
             extra = {"Retry-After": planned.retry_after} if planned.retry_after is not None else {}
-            body = planned.body or _problem(planned.status, "scripted")
-            return self._record(arrived, planned.status, ids, sent_at, gzipped, extra, body)
-        if len(items) > self.max_items:
+            return self._record(
+                arrived, planned.status, ids, sent_at, gzipped, extra, _problem(planned.status, "scripted")
+            )
+        if len(items) > self.max_items or len(raw) > self.max_body_bytes:
             return self._record(arrived, 413, ids, sent_at, gzipped, {}, _problem(413, "too many"))
         results: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
@@ -180,13 +195,18 @@ class FakeApi:
         with self._changed:
             self.seen.append(Seen(arrived, status, ids, sent_at, gzipped))
             self.received.update(ids)
+            if self.hold_after is not None and len(self.seen) >= self.hold_after:
+                self._open.clear()
             self._changed.notify_all()
         return status, headers, body
 
 
 def _errors(item: dict[str, Any]) -> list[dict[str, str]]:
-    errors = [{"field": name, "message": "Field required"} for name in ("id", "userId", "action", "sentAt")
-              if not item.get(name)]
+    errors = [
+        {"field": name, "message": "Field required"}
+        for name in ("id", "userId", "action", "sentAt")
+        if not item.get(name)
+    ]
     if item.get("action") == "invalid":
         errors.append({"field": "action", "message": "is not an action this test accepts"})
     return errors

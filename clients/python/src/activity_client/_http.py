@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,18 +72,25 @@ class SyncTransport:
 
     def _connect(self) -> http.client.HTTPConnection:
         t = self._target
+        conn: http.client.HTTPConnection
         if t.scheme == "https":
-            return http.client.HTTPSConnection(t.host, t.port, timeout=self._timeout, context=self._ssl)
-        return http.client.HTTPConnection(t.host, t.port, timeout=self._timeout)
+            conn = http.client.HTTPSConnection(t.host, t.port, timeout=self._timeout, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(t.host, t.port, timeout=self._timeout)
+        conn.connect()
+        # http.client sends the head and the body in two writes: with Nagle's algorithm the body waits
+        # for the ACK of the head, which the server delays (~40 ms a request, measured).
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
 
     def post(self, body: bytes, gzipped: bool) -> Answer:
         headers = self._headers if not gzipped else {**self._headers, "Content-Encoding": "gzip"}
         for fresh_retry in (False, True):
             reused = self._conn is not None and self._used
-            if self._conn is None:
-                self._conn, self._used = self._connect(), False
-            conn = self._conn
             try:
+                if self._conn is None:
+                    self._conn, self._used = self._connect(), False
+                conn = self._conn
                 conn.request("POST", self._target.path, body, headers)
                 response = conn.getresponse()
                 data = response.read()
