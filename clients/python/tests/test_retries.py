@@ -1,4 +1,4 @@
-"""Retries keep the ids; Retry-After is honoured; 413 splits; 400 items and 401 are reported, not retried blindly."""
+"""Retries keep the ids and honour Retry-After; 413 splits; rejected items and 401 are reported."""
 
 from __future__ import annotations
 

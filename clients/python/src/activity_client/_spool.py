@@ -61,8 +61,11 @@ class SpoolStats:
 
 
 class SpoolQueue:
-    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, fsync: bool = False, segment_bytes: int = SEGMENT_BYTES
+    ) -> None:
         self._dir = Path(directory)
+        self._segment_bytes = segment_bytes
         self._dir.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
         self.stats = SpoolStats()
@@ -188,7 +191,7 @@ class SpoolQueue:
 
     def _append(self, record: bytes) -> None:
         seg = self._active
-        if seg.size >= SEGMENT_BYTES:
+        if seg.size >= self._segment_bytes:
             self._new_segment()
             seg = self._active
         written = os.write(seg.fd, record)

@@ -155,8 +155,10 @@ class AsyncClient:
             self._aborted.set()
         tasks, self._tasks = self._tasks, []
         if tasks:
-            _, running = await asyncio.wait(tasks, timeout=None if delivered else 1.0)
-            for task in running:  # stuck in a request: its batch is reported or left in the spool below
+            # Given up: senders waiting to retry stop at once; one stuck in a request is cancelled, and
+            # its batch reported or left in the spool below.
+            _, running = await asyncio.wait(tasks, timeout=None if delivered else 0.05)
+            for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
         left: list[Refusal] = []
