@@ -70,7 +70,7 @@ def test_with_a_spool_parent_and_child_keep_separate_journals(api: FakeApi, tmp_
 
 def test_ids_made_in_parent_and_child_at_the_same_moment_differ() -> None:
     ids = UuidV7()
-    ids()  # fills the random buffer the child would otherwise share
+    ids()  # the generator state the child would otherwise share
     read, write = os.pipe()
 
     def child() -> int:

@@ -18,6 +18,7 @@ from typing import Literal
 
 from activity_client import _events
 from activity_client._delivery import Backoff, Batch, Refusal, Verdict
+from activity_client._events import Event
 from activity_client._http import Target, request_headers
 from activity_client._ids import UuidV7
 from activity_client._queue import EventQueue, MemoryQueue
@@ -189,8 +190,12 @@ class Core:
             return 0.0
         return max(0.0, self.oldest_at + self.options.flush_interval - now)
 
-    def take(self) -> Batch:
-        events = self.queue.take(self.options.max_batch_size, self.options.max_batch_bytes)
+    def take_events(self) -> list[Event]:
+        """The next batch's events (see EventQueue.concurrent_take for where to call it)."""
+        return self.queue.take(self.options.max_batch_size, self.options.max_batch_bytes)
+
+    def register(self, events: list[Event]) -> Batch:
+        """Books taken events as a batch in flight."""
         self.taken += len(events)
         if len(self.queue):
             self.oldest_at = time.monotonic()
@@ -199,17 +204,20 @@ class Core:
         self.in_flight_events += len(events)
         return batch
 
+    def take(self) -> Batch:
+        return self.register(self.take_events())
+
     def body(self, batch: Batch) -> tuple[bytes, bool]:
         raw = _events.batch_body(batch.events, _events.iso_now())
         gzipped = self.gzip
         return (zlib.compress(raw, GZIP_LEVEL, wbits=31) if gzipped else raw), gzipped
 
     def apply(self, batch: Batch, verdict: Verdict) -> None:
-        """Books a verdict on ``batch``: its finished events leave the queue, its resends replace it."""
+        """Books a verdict on ``batch`` (queue.done() was called for its finished events already): they
+        leave the counts, and its resends replace it."""
         if id(batch) not in self.in_flight:
-            return  # abandoned by close() while its request was out: the spool is closed already
+            return  # abandoned by close() while its request was out
         if verdict.finished:
-            self.queue.done(verdict.finished)
             self.in_flight_events -= len(verdict.finished)
             self.delivered += verdict.accepted
             self.refused += len(verdict.refusals)

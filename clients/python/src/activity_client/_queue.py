@@ -1,9 +1,9 @@
 """Where tracked events wait to be sent: in memory, or in a spool on disk (_spool.py).
 
 Both keep events in the order they were put and hand them out once each (``take``); a taken event stays
-with its sender until it is ``done`` (accepted, or refused for good). Neither is thread-safe: the
-client calls them under its own lock. ``seq`` numbers events 0, 1, 2... in put order, which is what
-flush() waits by.
+with its sender until it is ``done`` (accepted, or refused for good). The client calls them under its
+own lock, except the spool's take() and done() (see ``concurrent_take``). ``seq`` numbers events
+0, 1, 2... in put order, which is what flush() waits by.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from activity_client._events import Event
 
 
 class EventQueue(Protocol):
+    concurrent_take: bool
+    """True: take() and done() lock for themselves and are called without the client's lock."""
+
     def __len__(self) -> int:
         """Events put and not taken yet."""
         ...
@@ -42,6 +45,8 @@ class EventQueue(Protocol):
 
 
 class MemoryQueue:
+    concurrent_take = False
+
     def __init__(self) -> None:
         self._events: deque[Event] = deque()
         self._next_seq = 0

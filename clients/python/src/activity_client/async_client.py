@@ -162,7 +162,7 @@ class AsyncClient:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
         left: list[Refusal] = []
-        while len(core.queue):
+        while core.spool is None and len(core.queue):  # a spool keeps them
             left += core.abandon(core.take())
         for batch in list(core.in_flight.values()):
             left += core.abandon(batch)
@@ -282,6 +282,8 @@ class AsyncClient:
                     verdict.problem,
                     verdict.delay,
                 )
+            if verdict.finished:
+                core.queue.done(verdict.finished)
             core.apply(batch, verdict)
             if verdict.finished:
                 self._changed.set()

@@ -25,6 +25,7 @@ from activity_client._core import (
     make_options,
 )
 from activity_client._delivery import Batch, Refusal
+from activity_client._events import Event
 from activity_client._http import SyncTransport, TransportError
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -175,7 +176,7 @@ class Client:
                     thread.join(1.0 if self._abort else None)
             left: list[Refusal] = []
             with self._lock:
-                while len(self._core.queue):
+                while self._core.spool is None and len(self._core.queue):  # a spool keeps them
                     left += self._core.abandon(self._core.take())
                 for batch in list(self._core.in_flight.values()):
                     left += self._core.abandon(batch)
@@ -238,17 +239,28 @@ class Client:
 
     def _next_batch(self) -> Batch | None:
         core = self._core
-        with self._lock:
-            while True:
-                if self._abort or (core.closed and not len(core.queue)):
-                    return None
-                due = core.due_in(time.monotonic())
-                if due == 0.0:
-                    batch = core.take()
-                    if len(core.queue):
-                        self._work.notify()  # another sender times what is left
-                    return batch
-                self._work.wait(due)
+        concurrent = core.queue.concurrent_take
+        while True:
+            with self._lock:
+                while True:
+                    if self._abort or (core.closed and not len(core.queue)):
+                        return None
+                    due = core.due_in(time.monotonic())
+                    if due == 0.0:
+                        break
+                    self._work.wait(due)
+                if not concurrent:
+                    return self._register(core.take_events())
+            events = core.take_events()  # the spool reads the file outside the client's lock
+            with self._lock:
+                if events:
+                    return self._register(events)
+
+    def _register(self, events: list[Event]) -> Batch:
+        batch = self._core.register(events)
+        if len(self._core.queue):
+            self._work.notify()  # another sender times what is left
+        return batch
 
     def _send_loop(self, transport: SyncTransport) -> None:
         while (batch := self._next_batch()) is not None:
@@ -265,8 +277,10 @@ class Client:
                     refusals = [r for b in [batch, *pending] for r in core.abandon(b)]
                     self._notify_finished()
                     break
-                body, gzipped = core.body(batch)
                 core.requests += 1
+            body, gzipped = core.body(
+                batch
+            )  # outside the lock: zlib lets go of the GIL, track() must not wait
             try:
                 answer = transport.post(body, gzipped)
             except TransportError as exc:
@@ -289,6 +303,8 @@ class Client:
                     verdict.problem,
                     verdict.delay,
                 )
+            if verdict.finished:
+                core.queue.done(verdict.finished)  # the spool's acks, before flush() can return
             with self._lock:
                 core.apply(batch, verdict)
                 if verdict.finished:
