@@ -10,6 +10,7 @@ client's queue. Every request is recorded.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import zlib
@@ -53,6 +54,8 @@ class FakeApi:
     """Hold (see hold()) once this many requests were answered."""
     keep_items: bool = True
     """False keeps only the ids (the benchmark's millions of events)."""
+    tls: ssl.SSLContext | None = None
+    """Serve https with this server context."""
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: Counter[str] = field(default_factory=Counter)
     """How many times each id came in a request that was read (duplicates show here, not in stored)."""
@@ -87,6 +90,8 @@ class FakeApi:
 
         self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     # --- control --------------------------------------------------------------------------------------
@@ -103,7 +108,7 @@ class FakeApi:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls is not None else 'http'}://{host!s}:{port}"
 
     def fail_next(self, count: int, status: int, retry_after: str | None = None) -> None:
         with self._lock:

@@ -100,3 +100,15 @@ def test_401_is_retried_until_auth_retry_time_then_refused() -> None:
 def test_a_202_without_results_counts_as_all_accepted() -> None:
     verdict = _judge(_batch(3), 202, b"not json")
     assert verdict.accepted == 3 and len(verdict.finished) == 3
+
+
+def test_a_202_that_rejects_nothing_is_read_without_parsing_every_result() -> None:
+    for body in [
+        b'{"accepted":3,"rejected":0,"results":[]}',
+        b'{"accepted": 3, "rejected": 0, "results": []}',
+    ]:
+        verdict = _judge(_batch(3), 202, body)
+        assert verdict.accepted == 3 and not verdict.refusals
+    tricky = b'{"accepted":2,"rejected":1,"results":[{"index":1,"status":"rejected","errors":[]}]}'
+    verdict = _judge(_batch(3), 202, tricky)
+    assert verdict.accepted == 2 and [r.event_id for r in verdict.refusals] == ["id-1"]

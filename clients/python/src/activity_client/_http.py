@@ -1,14 +1,14 @@
-"""HTTP/1.1 POST over one persistent connection: http.client for threads, asyncio streams for AsyncClient.
+"""HTTP/1.1 POST over one persistent connection: a socket for Client, asyncio streams for AsyncClient.
 
-Each sender owns one connection and reuses it. A request that fails on a connection that was already
-used (the server closed it while idle: keep-alive timeout, restart) is sent once more at once on a new
-connection, since a batch is safe to resend; any other failure is a TransportError for the retry policy.
+Each sender owns one connection and reuses it (HTTP/1.1 keep-alive, TCP_NODELAY). A request that fails
+on a connection that was already used (the server closed it while idle: keep-alive timeout, restart) is
+sent once more at once on a new connection, since a batch is safe to resend; any other failure is a
+TransportError for the retry policy. ``timeout`` bounds each connect, send and receive.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
 import ssl
 from collections.abc import Mapping
@@ -59,60 +59,162 @@ def request_headers(api_key: str | None, user_agent: str, extra: Mapping[str, st
     return headers
 
 
+_MAX_HEAD = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    status: int
+    headers: dict[str, str]
+    keep_alive: bool
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Head:
+        lines = raw.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        if not version.startswith("HTTP/1.") or len(rest) < 3:
+            raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        return cls(int(rest[:3]), headers, keep)
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+    @property
+    def length(self) -> int | None:
+        """The body's length, 0 for none, None to read until the connection closes."""
+        if "content-length" in self.headers:
+            return int(self.headers["content-length"])
+        return 0 if self.status in (204, 304) else None
+
+
+def _request_head(target: Target, headers: Mapping[str, str]) -> str:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in {"Host": target.host_header, **headers}.items())
+    return f"POST {target.path} HTTP/1.1\r\n{lines}"
+
+
+def _request(head: str, body: bytes, gzipped: bool) -> bytes:
+    encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
+    return f"{head}{encoding}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+
+
 class SyncTransport:
+    """Over a plain socket rather than http.client: one sendall and usually one recv a request, and a
+    few microseconds of parsing where http.client spends ~100 (header objects, email.parser), all of it
+    holding the GIL that track() needs."""
+
     def __init__(
         self, target: Target, headers: Mapping[str, str], timeout: float, ssl_context: ssl.SSLContext | None
     ):
         self._target = target
-        self._headers = dict(headers)
         self._timeout = timeout
-        self._ssl = ssl_context
-        self._conn: http.client.HTTPConnection | None = None
+        self._ssl = ssl_context if ssl_context is not None or target.scheme == "http" else None
+        self._head = _request_head(target, headers)
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
         self._used = False
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self) -> socket.socket:
         t = self._target
-        conn: http.client.HTTPConnection
-        if t.scheme == "https":
-            conn = http.client.HTTPSConnection(t.host, t.port, timeout=self._timeout, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(t.host, t.port, timeout=self._timeout)
-        conn.connect()
-        # http.client sends the head and the body in two writes: with Nagle's algorithm the body waits
-        # for the ACK of the head, which the server delays (~40 ms a request, measured).
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        sock = socket.create_connection((t.host, t.port), timeout=self._timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if t.scheme == "https":
+                context = self._ssl if self._ssl is not None else ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=t.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def post(self, body: bytes, gzipped: bool) -> Answer:
-        headers = self._headers if not gzipped else {**self._headers, "Content-Encoding": "gzip"}
+        request = _request(self._head, body, gzipped)
         for fresh_retry in (False, True):
-            reused = self._conn is not None and self._used
+            reused = self._sock is not None and self._used
             try:
-                if self._conn is None:
-                    self._conn, self._used = self._connect(), False
-                conn = self._conn
-                conn.request("POST", self._target.path, body, headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
+                if self._sock is None:
+                    self._sock, self._used = self._connect(), False
+                    self._buf.clear()
+                self._sock.sendall(request)
+                answer, keep = self._read_answer()
+            except (OSError, EOFError, ValueError) as exc:
                 self.close()
                 if reused and not fresh_retry and not isinstance(exc, TimeoutError):
                     continue
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
             self._used = True
-            if response.will_close:
+            if not keep:
                 self.close()
-            return Answer(response.status, response.getheader("Retry-After"), data)
+            return answer
         raise AssertionError("unreachable")
 
+    def _read_answer(self) -> tuple[Answer, bool]:
+        head = _Head.parse(self._read_until(b"\r\n\r\n"))
+        while head.status < 200:  # 100 Continue and the like carry no body
+            head = _Head.parse(self._read_until(b"\r\n\r\n"))
+        keep = head.keep_alive
+        if head.chunked:
+            parts = []
+            while size := int(self._read_until(b"\r\n").split(b";")[0], 16):
+                parts.append(self._read_exactly(size))
+                self._read_exactly(2)
+            while self._read_until(b"\r\n") != b"\r\n":  # trailers
+                pass
+            body = b"".join(parts)
+        elif (length := head.length) is not None:
+            body = self._read_exactly(length)
+        else:
+            body, keep = self._read_to_end(), False
+        return Answer(head.status, head.headers.get("retry-after"), body), keep
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self._buf += chunk
+
+    def _read_until(self, separator: bytes) -> bytes:
+        while (at := self._buf.find(separator)) < 0:
+            if len(self._buf) > _MAX_HEAD:
+                raise ValueError("answer head too large")
+            self._fill()
+        end = at + len(separator)
+        out = bytes(self._buf[:end])
+        del self._buf[:end]
+        return out
+
+    def _read_exactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def _read_to_end(self) -> bytes:
+        try:
+            while True:
+                self._fill()
+        except EOFError:
+            pass
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def abandon(self) -> None:
         """In a forked child: forget the parent's connection without touching it."""
-        self._conn = None
+        self._sock = None
 
 
 class AsyncTransport:
@@ -125,14 +227,12 @@ class AsyncTransport:
         self._target = target
         self._timeout = timeout
         self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
-        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": target.host_header, **headers}.items())
-        self._head = f"POST {target.path} HTTP/1.1\r\n{head}"
+        self._head = _request_head(target, headers)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._used = False
 
     async def post(self, body: bytes, gzipped: bool) -> Answer:
-        encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
-        request = f"{self._head}{encoding}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        request = _request(self._head, body, gzipped)
         for fresh_retry in (False, True):
             reused = self._streams is not None and self._used
             try:
@@ -182,34 +282,20 @@ class AsyncTransport:
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        status = int(rest[:3])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        if status >= 200:
-            break  # 1xx (100 Continue) carries no body: read the next head
-    keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    head = _Head.parse(await reader.readuntil(b"\r\n\r\n"))
+    while head.status < 200:
+        head = _Head.parse(await reader.readuntil(b"\r\n\r\n"))
+    keep = head.keep_alive
+    if head.chunked:
         parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                    pass
-                break
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
             parts.append(await reader.readexactly(size))
             await reader.readexactly(2)
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+            pass
         body = b"".join(parts)
-    elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    elif status in (204, 304):
-        body = b""
+    elif (length := head.length) is not None:
+        body = await reader.readexactly(length)
     else:
         body, keep = await reader.read(), False
-    return Answer(status, headers.get("retry-after"), body), keep
+    return Answer(head.status, head.headers.get("retry-after"), body), keep
