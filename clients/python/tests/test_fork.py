@@ -25,7 +25,9 @@ def _in_child(work: object) -> int:
 
 def test_the_child_sends_its_own_events_and_not_those_the_parent_still_has_queued(api: FakeApi) -> None:
     client = make_client(api, flush_interval=30)  # the parent's events wait in its queue during the fork
-    parent = {client.track("parent", "login") for _ in range(20)}
+    before = client.track("parent", "signup")
+    assert client.flush(10)  # so the parent has a connection open when it forks
+    parent = {client.track("parent", "login") for _ in range(20)} | {before}
 
     def child() -> int:  # the server runs in the parent: the child can only see what its client says
         for _ in range(30):
@@ -36,12 +38,12 @@ def test_the_child_sends_its_own_events_and_not_those_the_parent_still_has_queue
 
     assert _in_child(child) == 0
     assert client.stats.queued == 20
-    assert client.flush(10)
+    assert client.flush(10)  # over the connection it had before the fork, which the child left alone
     client.close()
     stored = api.stored
     assert parent <= set(stored)
     assert {i for i, item in stored.items() if item["userId"] == "child"} == set(stored) - parent
-    assert len(stored) == 50
+    assert len(stored) == 51
     assert all(n == 1 for n in api.received.values())  # nothing was sent by both
 
 

@@ -213,8 +213,11 @@ class SyncTransport:
             self._sock = None
 
     def abandon(self) -> None:
-        """In a forked child: forget the parent's connection without touching it."""
-        self._sock = None
+        """In a forked child: close the child's copy of the parent's connection. Only the descriptor:
+        no shutdown, no TLS close_notify, so the parent's connection goes on undisturbed."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class AsyncTransport:
@@ -278,6 +281,8 @@ class AsyncTransport:
                 pass
 
     def abandon(self) -> None:
+        """In a forked child: forget the parent's streams. They belong to the parent's event loop, which
+        cannot be used here; their descriptors are left to the garbage collector."""
         self._streams = None
 
 

@@ -340,7 +340,7 @@ class Client:
 
     def _after_fork_in_child(self) -> None:
         # Only the forking thread exists here: fresh locks, no senders (started again by the next call),
-        # the parent's connections forgotten unclosed, and none of the parent's queued events.
+        # the child's copies of the parent's connections closed, and none of the parent's queued events.
         self._new_locks()
         self._close_lock = threading.Lock()
         for transport in self._transports:
