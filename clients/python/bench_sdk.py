@@ -144,7 +144,7 @@ def main() -> None:
     spool_root = tempfile.mkdtemp(prefix="activity-bench-")
     print(
         f"# activity-client benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, fake API in another process at {url}"
+        f"{platform.machine()}, load average {os.getloadavg()[0]:.2f}, fake API in another process at {url}"
     )
     try:
         print(

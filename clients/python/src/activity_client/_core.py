@@ -158,6 +158,9 @@ class Core:
         self.taken = 0
         self.in_flight: dict[int, Batch] = {}
         self.in_flight_events = 0
+        self.finished = 0
+        self.max_queue_size = self.options.max_queue_size
+        self.max_batch_size = self.options.max_batch_size
         self.flush_upto = self.enqueued  # adopted events go out at once, without waiting for an interval
         self.oldest_at = time.monotonic()
         self.not_before = 0.0
@@ -166,18 +169,20 @@ class Core:
 
     # --- track ----------------------------------------------------------------------------------------
 
+    # The hot path counts instead of asking the queue: enqueued - taken events wait, enqueued - finished
+    # hold a place in the queue (waiting or in flight).
     def has_room(self) -> bool:
-        return len(self.queue) + self.in_flight_events < self.options.max_queue_size
+        return self.enqueued - self.finished < self.max_queue_size
 
     def put(self, event_id: str, body: bytes) -> bool:
         """Queues an event; True when a sender should be woken (the first event, or a full batch)."""
         self.queue.put(event_id, body)
         self.enqueued += 1
-        waiting = len(self.queue)
+        waiting = self.enqueued - self.taken
         if waiting == 1:
             self.oldest_at = time.monotonic()
             return True
-        return waiting == self.options.max_batch_size
+        return waiting == self.max_batch_size
 
     # --- senders --------------------------------------------------------------------------------------
 
@@ -219,6 +224,7 @@ class Core:
             return  # abandoned by close() while its request was out
         if verdict.finished:
             self.in_flight_events -= len(verdict.finished)
+            self.finished += len(verdict.finished)
             self.delivered += verdict.accepted
             self.refused += len(verdict.refusals)
         del self.in_flight[id(batch)]
@@ -240,6 +246,7 @@ class Core:
         if self.in_flight.pop(id(batch), None) is None:
             return []
         self.in_flight_events -= len(batch.events)
+        self.finished += len(batch.events)
         if self.spool is not None:
             return []
         self.refused += len(batch.events)

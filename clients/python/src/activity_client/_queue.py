@@ -23,8 +23,8 @@ class EventQueue(Protocol):
         """Events put and not taken yet."""
         ...
 
-    def put(self, event_id: str, body: bytes) -> int:
-        """Adds an event and returns its seq. With a spool the event is on disk when this returns."""
+    def put(self, event_id: str, body: bytes) -> None:
+        """Adds an event (its seq is the number put before it). With a spool it is on disk on return."""
         ...
 
     def take(self, max_items: int, max_bytes: int) -> list[Event]:
@@ -45,30 +45,34 @@ class EventQueue(Protocol):
 
 
 class MemoryQueue:
+    """Events wait as (id, body) tuples of atomic values, which the garbage collector stops tracking:
+    a queue of 10,000 events is not walked at every collection (Event objects were)."""
+
     concurrent_take = False
 
     def __init__(self) -> None:
-        self._events: deque[Event] = deque()
-        self._next_seq = 0
+        self._events: deque[tuple[str, bytes]] = deque()
+        self._head_seq = 0  # seq of the first waiting event
 
     def __len__(self) -> int:
         return len(self._events)
 
-    def put(self, event_id: str, body: bytes) -> int:
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        self._events.append(Event(seq, event_id, body))
-        return seq
+    def put(self, event_id: str, body: bytes) -> None:
+        self._events.append((event_id, body))
 
     def take(self, max_items: int, max_bytes: int) -> list[Event]:
         events = self._events
-        batch = [events.popleft()]
-        size = len(batch[0].body)
+        seq = self._head_seq
+        event_id, body = events.popleft()
+        batch = [Event(seq, event_id, body)]
+        size = len(body)
         while events and len(batch) < max_items:
-            size += len(events[0].body) + 40  # + the sentAt each item gets
+            size += len(events[0][1]) + 40  # + the sentAt each item gets
             if size > max_bytes:
                 break
-            batch.append(events.popleft())
+            event_id, body = events.popleft()
+            batch.append(Event(seq + len(batch), event_id, body))
+        self._head_seq = seq + len(batch)
         return batch
 
     def done(self, events: Sequence[Event]) -> None:
@@ -79,4 +83,4 @@ class MemoryQueue:
 
     def reset_in_child(self) -> None:
         self._events = deque()
-        self._next_seq = 0
+        self._head_seq = 0

@@ -102,11 +102,9 @@ class SpoolQueue:
     def __len__(self) -> int:
         return self._next_seq - self._read_seq
 
-    def put(self, event_id: str, body: bytes) -> int:
+    def put(self, event_id: str, body: bytes) -> None:
         self._append(b"%08x%b\n" % (zlib.crc32(body), body))
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        return seq
+        self._next_seq += 1
 
     def take(self, max_items: int, max_bytes: int) -> list[Event]:
         with self._read_lock:
