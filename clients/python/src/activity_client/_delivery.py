@@ -91,7 +91,7 @@ class Verdict:
 @dataclass(frozen=True, slots=True)
 class Backoff:
     base: float = 0.1
-    cap: float = 30.0
+    cap: float = 10.0
 
     def delay(self, attempts: int) -> float:
         return random.uniform(0.0, min(self.cap, self.base * 2.0 ** min(attempts, 32)))

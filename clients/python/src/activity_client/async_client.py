@@ -52,7 +52,7 @@ class AsyncClient:
         concurrency: int = 4,
         timeout: float = 10.0,
         backoff_base: float = 0.1,
-        max_backoff: float = 30.0,
+        max_backoff: float = 10.0,
         auth_retry_time: float = 60.0,
         on_error: ErrorCallback | None = None,
         shutdown_timeout: float = 10.0,
