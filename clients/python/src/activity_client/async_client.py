@@ -133,8 +133,9 @@ class AsyncClient:
     async def flush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Waits until every event tracked before this call was accepted or refused. False on timeout."""
         core = self._core
-        if not core.closed:
-            self._start()
+        if core.closed:  # nothing is sent any more (a spool keeps what is left for later)
+            return core.settled(core.enqueued)
+        self._start()
         target = core.enqueued
         core.flush_upto = max(core.flush_upto, target)
         self._wake.set()
@@ -147,20 +148,23 @@ class AsyncClient:
             return
         if timeout is not None and timeout < 0:
             timeout = core.options.shutdown_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         delivered = await self.flush(timeout)
-        core.closed = True
+        core.closed = True  # senders drain what was tracked meanwhile, then stop
         self._wake.set()
         self._changed.set()
         if not delivered:
             self._aborted.set()
         tasks, self._tasks = self._tasks, []
         if tasks:
-            # Given up: senders waiting to retry stop at once; one stuck in a request is cancelled, and
-            # its batch reported or left in the spool below.
-            _, running = await asyncio.wait(tasks, timeout=None if delivered else 0.05)
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            left_time = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, running = await asyncio.wait(tasks, timeout=left_time if delivered else 0.0)
+            if running:  # out of time: senders waiting to retry stop; one stuck in a request is cancelled
+                self._aborted.set()
+                _, running = await asyncio.wait(running, timeout=0.05)
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
         left: list[Refusal] = []
         while core.spool is None and len(core.queue):  # a spool keeps them
             left += core.abandon(core.take())

@@ -138,7 +138,9 @@ class Client:
         core = self._core
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if not self._threads and not core.closed:
+            if core.closed:  # nothing is sent any more (a spool keeps what is left for later)
+                return core.settled(core.enqueued)
+            if not self._threads:
                 self._start()
             target = core.enqueued
             core.flush_upto = max(core.flush_upto, target)
@@ -163,17 +165,23 @@ class Client:
         with self._close_lock:
             if self._core.closed:
                 return
+            deadline = None if timeout is None else time.monotonic() + timeout
             delivered = self.flush(timeout)
             with self._lock:
-                self._core.closed = True
-                if not delivered:
-                    self._abort = True
+                self._core.closed = True  # senders drain what other threads tracked meanwhile, then stop
+                self._abort = not delivered
                 self._work.notify_all()
                 self._room.notify_all()
             threads, self._threads = self._threads, []
+            threads = [t for t in threads if t is not threading.current_thread()]
             for thread in threads:
-                if thread is not threading.current_thread():
-                    thread.join(1.0 if self._abort else None)
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if any(t.is_alive() for t in threads):  # out of time: stop retrying, give up what is left
+                with self._lock:
+                    self._abort = True
+                    self._work.notify_all()
+                for thread in threads:
+                    thread.join(1.0)  # one stuck in a request ends when its socket is closed below
             left: list[Refusal] = []
             with self._lock:
                 while self._core.spool is None and len(self._core.queue):  # a spool keeps them
