@@ -316,7 +316,7 @@ class Client:
             with self._lock:
                 core.apply(batch, verdict)
                 if verdict.finished:
-                    self._notify_finished()
+                    self._notify_finished(len(verdict.finished))
             core.report(verdict.refusals)
             pending[:0] = verdict.resend
         else:
@@ -332,9 +332,9 @@ class Client:
             self._work.wait(remaining)
         return False
 
-    def _notify_finished(self) -> None:
-        if self._room_waiters:
-            self._room.notify_all()
+    def _notify_finished(self, freed: int | None = None) -> None:
+        if self._room_waiters:  # each blocked track() needs one place: wake no more than were freed
+            self._room.notify(self._room_waiters if freed is None else min(freed, self._room_waiters))
         if self._idle_waiters:
             self._idle.notify_all()
 
