@@ -140,7 +140,7 @@ class Client:
         with self._lock:
             if core.closed:  # nothing is sent any more (a spool keeps what is left for later)
                 return core.settled(core.enqueued)
-            if not self._threads:
+            if not self._threads and core.enqueued > core.finished:  # e.g. in a forked child, or at exit
                 self._start()
             target = core.enqueued
             core.flush_upto = max(core.flush_upto, target)
