@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress, Received
+from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
 from activity_service.domain.errors import PublishUnavailable, StoreUnavailable
 from activity_service.domain.ports import (
     ActivityRepository,
@@ -20,6 +20,7 @@ from activity_service.domain.ports import (
     StoreOutcome,
 )
 from activity_service.domain.query import ActivityPage, ActivityQuery
+from activity_service.domain.stats import ActivityCounts, BucketCount, CountQuery
 
 
 class FixedClock(Clock):
@@ -73,7 +74,9 @@ class InMemoryRepository(ActivityRepository):
         if self.down:
             raise StoreUnavailable("the fake store is down")
 
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
         self._check()
         if self.failures:
             self.failures -= 1
@@ -126,6 +129,23 @@ class InMemoryRepository(ActivityRepository):
 
     async def ping(self) -> None:
         self._check()
+
+
+class InMemoryCounts(ActivityCounts):
+    """Counts straight from the fake repository's events: exact by construction."""
+
+    def __init__(self, repository: InMemoryRepository) -> None:
+        self._repository = repository
+
+    async def count(self, query: CountQuery) -> Sequence[BucketCount]:
+        self._repository._check()
+        totals: dict[datetime, dict[str, int]] = {}
+        for a in self._repository.documents.values():
+            if query.first <= a.timestamp < query.after_last and query.user_id in (None, a.user_id):
+                if not query.actions or a.action in query.actions:
+                    actions = totals.setdefault(query.interval.floor(a.timestamp), {})
+                    actions[a.action] = actions.get(a.action, 0) + 1
+        return [BucketCount(start, sum(by.values()), by) for start, by in sorted(totals.items())]
 
 
 class InMemoryDeadLetterTopic(DeadLetterTopic):

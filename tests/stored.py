@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -24,6 +25,10 @@ class StoredView(Protocol):
 
     def metadata(self) -> list[dict[str, Any]]:
         """Every stored event's metadata."""
+        ...
+
+    def times_and_actions(self) -> list[tuple[datetime, str]]:
+        """Every stored event's (effective) timestamp and action: what counts over time count."""
         ...
 
     def delete(self, event_ids: Sequence[str]) -> None:
@@ -59,6 +64,10 @@ class MongoView:
 
     def metadata(self) -> list[dict[str, Any]]:
         return [d.get("metadata") or {} for d in self._db["activities"].find({}, projection={"metadata": 1})]
+
+    def times_and_actions(self) -> list[tuple[datetime, str]]:
+        found = self._db["activities"].find({}, projection={"timestamp": 1, "action": 1})
+        return [(d["timestamp"], d["action"]) for d in found]
 
     def delete(self, event_ids: Sequence[str]) -> None:
         self._db["activities"].delete_many({"_id": {"$in": list(event_ids)}})
@@ -107,6 +116,11 @@ class PostgresView:
     def metadata(self) -> list[dict[str, Any]]:
         return [
             json.loads(r["metadata"]) for r in self._run("SELECT metadata::text AS metadata FROM activities")
+        ]
+
+    def times_and_actions(self) -> list[tuple[datetime, str]]:
+        return [
+            (r["timestamp"], r["action"]) for r in self._run('SELECT "timestamp", action FROM activities')
         ]
 
     def delete(self, event_ids: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from activity_service.application.check_readiness import CheckReadiness
+from activity_service.application.count_activities import CountActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
 from activity_service.application.list_activities import ListActivities
@@ -59,6 +60,7 @@ class ApiServices:
     list_activities: ListActivities
     get_activity: GetActivity
     get_event_status: GetEventStatus
+    count_activities: CountActivities
     readiness: CheckReadiness
 
 
@@ -86,6 +88,7 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
                 list_activities=ListActivities(database.activities, freshness),
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
+                count_activities=CountActivities(database.counts, freshness),
                 readiness=CheckReadiness(
                     {"kafka": publisher.ping, database.kind: database.ping}, timeout_seconds=2.0
                 ),

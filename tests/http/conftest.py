@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from activity_service.application.check_readiness import CheckReadiness
+from activity_service.application.count_activities import CountActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
 from activity_service.application.list_activities import ListActivities
@@ -26,6 +27,7 @@ from activity_service.infrastructure.settings import ApiSettings, AuthSettings, 
 from activity_service.interfaces.http.app import create_app
 from tests.fakes import (
     FixedClock,
+    InMemoryCounts,
     InMemoryDeadLetterLog,
     InMemoryProgressLog,
     InMemoryPublisher,
@@ -72,6 +74,7 @@ class Fakes:
                 list_activities=ListActivities(self.repository, freshness),
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
+                count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
                 ),

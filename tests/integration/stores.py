@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import LogPosition
+from activity_service.infrastructure.mongo.documents import to_document
 from activity_service.infrastructure.mongo.store import open_mongo_store
 from activity_service.infrastructure.postgres.store import open_postgres_store
 from activity_service.infrastructure.settings import MongoSettings, PostgresSettings
@@ -35,3 +38,18 @@ async def opened(kind: str, stack: Stack, name: str) -> AsyncIterator[Store]:
                 yield store
         return
     raise ValueError(f"no such store: {kind}")
+
+
+async def stored_without_counting(
+    store: Store, stack: Stack, name: str, activities: Sequence[Activity], positions: Sequence[LogPosition]
+) -> None:
+    """Leaves the store as a crash between writing events and counting them would: on MongoDB the events
+    are written as the store writes them (with their positions) and nothing is counted; on PostgreSQL
+    events and counts are one transaction, so a crash leaves nothing, and nothing is written."""
+    if store.kind == "mongodb":
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
+        try:
+            documents = [to_document(a, p) for a, p in zip(activities, positions, strict=True)]
+            await client[name]["activities"].insert_many(documents)
+        finally:
+            await client.close()

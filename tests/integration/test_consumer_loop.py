@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from activity_service.application.persist_activities import PersistActivities, RetryPolicy
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import LogPosition
 from activity_service.domain.ports import StoreOutcome
 from activity_service.infrastructure.kafka.codec import encode
 from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
@@ -32,8 +33,10 @@ class Crash(BaseException):
 class CrashingAfterWrite(MongoActivityRepository):
     """The real repository; its first write succeeds and then the process "dies" before anything else."""
 
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
-        await super().add_many(activities)
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
+        await super().add_many(activities, positions)
         raise Crash
 
 
@@ -42,8 +45,10 @@ class Counting(MongoActivityRepository):
         super().__init__(*args)
         self.outcomes: list[StoreOutcome] = []
 
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
-        outcome = await super().add_many(activities)
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
+        outcome = await super().add_many(activities, positions)
         self.outcomes.append(outcome)
         return outcome
 

@@ -168,10 +168,11 @@ async def test_filter_values_are_matched_as_literals_never_as_operators(store: S
     assert (await store.activities.find(ActivityQuery(user_id="u1"))).total == 3
 
 
-async def test_purge_removes_only_events_older_than_the_cutoff(store: Store) -> None:
-    await store.activities.add_many([make(i) for i in range(10)])
-    assert await store.activities.purge_before(BASE + timedelta(minutes=4)) == 4
-    assert await store.activities.purge_before(BASE + timedelta(minutes=4)) == 0
+async def test_purge_removes_only_events_of_the_days_before_the_cutoff(store: Store) -> None:
+    await store.activities.add_many([make(i, minutes=i * 360) for i in range(10)])  # four a day
+    cutoff = BASE + timedelta(days=1)  # the start of a UTC day, as retention passes it
+    assert await store.activities.purge_before(cutoff) == 4
+    assert await store.activities.purge_before(cutoff) == 0
     remaining = await store.activities.find(ActivityQuery(limit=100))
     assert sorted(a.id for a in remaining.items) == [f"e{i:04d}" for i in range(4, 10)]
 

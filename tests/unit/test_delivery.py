@@ -38,7 +38,7 @@ async def test_replay_stores_what_is_missing_and_reports_everything() -> None:
     assert (report.read, report.inserted, report.duplicates) == (4, 1, 1)
     assert set(report.rejected) == {"c"} and report.unreadable == ["t:0:9: not JSON"]
     assert report.summary() == (
-        "4 events read: 1 stored, 1 already stored, 1 refused by the database, 1 unreadable"
+        "4 events read: 1 stored, 1 already stored, 1 refused by the database, 1 unreadable, 0 past retention"
     )
     assert seen == [3, 4]
     assert sorted(repository.documents) == ["a", "b"]
@@ -65,3 +65,13 @@ def test_a_caught_up_partition_is_complete_until_it_was_recorded() -> None:
     current = PartitionProgress("t", 1, 10, NOW - timedelta(minutes=5), caught_up=True, recorded_at=NOW)
     assert behind.complete_until == NOW - timedelta(minutes=5)
     assert current.complete_until == NOW
+
+
+async def test_a_replay_does_not_store_again_what_retention_removed() -> None:
+    repository = InMemoryRepository()
+    report = await ReplayActivities(repository, InMemoryDeadLetterLog()).execute(
+        batches(ReadBatch((activity("old", days_ago=9), activity("recent", days_ago=1)))),
+        expired_before=NOW - timedelta(days=7),
+    )
+    assert (report.inserted, report.expired) == (1, 1)
+    assert sorted(repository.documents) == ["recent"]

@@ -12,7 +12,7 @@ from functools import partial
 from typing import TypeVar
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, Received, Settled
+from activity_service.domain.delivery import DeadLetter, LogPosition, Received, Settled
 from activity_service.domain.ports import (
     ActivityRepository,
     Clock,
@@ -84,7 +84,8 @@ class PersistActivities:
         outcome = StoreOutcome(inserted=0, duplicates=0)
         if readable:
             activities = [m.activity for m in readable if m.activity is not None]
-            stored = await self._until_known(partial(self._store, activities), "store", stop)
+            positions = [m.position for m in readable]
+            stored = await self._until_known(partial(self._store, activities, positions), "store", stop)
             if stored is None:
                 return None
             outcome = stored
@@ -107,9 +108,9 @@ class PersistActivities:
             dead_lettered=len(dead),
         )
 
-    async def _store(self, activities: Sequence[Activity]) -> StoreOutcome:
+    async def _store(self, activities: Sequence[Activity], positions: Sequence[LogPosition]) -> StoreOutcome:
         started = time.perf_counter()
-        outcome = await self._repository.add_many(activities)
+        outcome = await self._repository.add_many(activities, positions)
         self._observer.stored(outcome, time.perf_counter() - started)
         return outcome
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from activity_service.domain.ports import ActivityRepository, Clock
+from activity_service.domain.retention import retention_cutoff
 
 
 class PurgeExpiredActivities:
-    """Delete the activities whose timestamp is more than ``days`` days old; return how many."""
+    """Delete the activities of every UTC day that ended more than ``days`` days ago (retention_cutoff:
+    whole days, so that counts over time stay exact); return how many."""
 
     def __init__(self, repository: ActivityRepository, clock: Clock, *, days: int) -> None:
         self._repository = repository
@@ -16,4 +16,5 @@ class PurgeExpiredActivities:
         self._days = days
 
     async def execute(self) -> int:
-        return await self._repository.purge_before(self._clock.now() - timedelta(days=self._days))
+        cutoff = retention_cutoff(self._clock.now(), self._days)
+        return 0 if cutoff is None else await self._repository.purge_before(cutoff)

@@ -24,6 +24,18 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class LogPosition:
+    """Where a message sits in the event log: unique, and ordered within its partition."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
     """One message read from the event log, at ``topic``/``partition``/``offset``: the activity it carries,
     or, when it carries none that can be read, ``error_type`` and ``reason`` (and the event id it names,
@@ -43,6 +55,10 @@ class Received:
     def source(self) -> str:
         """``topic:partition:offset``: where it came from, unique in the log."""
         return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def position(self) -> LogPosition:
+        return LogPosition(self.topic, self.partition, self.offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +96,9 @@ class PartitionProgress:
 
 @dataclass(frozen=True, slots=True)
 class ReadBatch:
-    """Events read again from the log (for a replay): those that decode, and why the others did not."""
+    """Events read again from the log (for a replay): those that decode, where each was read (same order,
+    when known), and why the others did not decode."""
 
     activities: tuple[Activity, ...]
     unreadable: tuple[str, ...] = ()
+    positions: tuple[LogPosition, ...] | None = None

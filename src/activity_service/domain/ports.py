@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from activity_service.domain.activity import Activity
-from activity_service.domain.delivery import DeadLetter, PartitionProgress, Received
+from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -40,18 +40,25 @@ class StoreOutcome:
 
 
 class ActivityRepository(Protocol):
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
-        """Store each activity under its id, idempotently: an id already stored counts as a duplicate.
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
+        """Store each activity under its id, idempotently: an id already stored counts as a duplicate,
+        and each stored activity is counted once in the store's counts over time (ActivityCounts).
 
-        Returns once every activity is durably stored or rejected for good (see StoreOutcome); raises
-        StoreUnavailable, or another error, when the outcome is not known, so the caller retries.
+        ``positions`` says where in the event log each activity was read (same order): a store that cannot
+        write events and counts in one transaction uses them to count each event exactly once however
+        often its batch is redelivered. Without them every newly stored activity is counted as it is
+        stored. Returns once every activity is durably stored or rejected for good (see StoreOutcome);
+        raises StoreUnavailable, or another error, when the outcome is not known, so the caller retries.
         """
         ...
 
     async def get(self, activity_id: str) -> Activity | None: ...
 
     async def purge_before(self, cutoff: datetime) -> int:
-        """Delete the activities whose timestamp is before ``cutoff``; return how many."""
+        """Delete the activities whose timestamp is before ``cutoff`` (the start of a UTC day), and their
+        counts; return how many."""
         ...
 
     async def find(self, query: ActivityQuery) -> ActivityPage: ...

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from activity_service.domain.ports import ActivityRepository, DeadLetterLog, ProgressLog
+from activity_service.domain.stats import ActivityCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Store:
     where: str
     """Which database on it, for the logs and tools (e.g. ``database activity_service``)."""
     activities: ActivityRepository
+    counts: ActivityCounts
     dead_letters: DeadLetterLog
     progress: ProgressLog
     ping: Callable[[], Awaitable[None]]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from activity_service.domain.delivery import ReadBatch
+from activity_service.domain.delivery import LogPosition, ReadBatch
 from activity_service.infrastructure.kafka.codec import decode
 from activity_service.infrastructure.kafka.topics import partitions_of
 
@@ -41,6 +41,7 @@ async def read_topic(
         while remaining:
             fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
             activities = []
+            positions = []
             unreadable = []
             for tp, records in fetched.items():
                 for record in records:
@@ -49,13 +50,14 @@ async def read_topic(
                         break
                     try:
                         activities.append(decode(record.value))
+                        positions.append(LogPosition(tp.topic, tp.partition, record.offset))
                     except Exception as exc:  # unreadable, reported; the live consumer dead-lettered it
                         unreadable.append(f"{tp.topic}:{tp.partition}:{record.offset}: {exc}")
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
             if activities or unreadable:
-                yield ReadBatch(tuple(activities), tuple(unreadable))
+                yield ReadBatch(tuple(activities), tuple(unreadable), tuple(positions))
     finally:
         await consumer.stop()
 

@@ -3,7 +3,8 @@
 The server says what it is (``buildInfo`` carries ``ferretdbVersion`` on FerretDB), and the adapters ask
 the chosen ``ServerQuirks`` instead of guessing, so the MongoDB path reads as plain MongoDB:
 
-- **No TTL indexes** (FerretDB answers NotImplemented, code 238): the consumer purges expired events itself.
+- **Only an equality on ``_id`` uses an index** (on SQLite it pushes no other filter down): lookups by
+  several ids are made one by one rather than with ``$in``, which would scan the collection.
 - **Creating an index that already exists drops the connection**: create only the missing ones, listing
   first, and look again when the connection was lost (the API and the consumer may race at start-up).
   MongoDB's ``createIndexes`` is idempotent: one call.
@@ -30,7 +31,7 @@ Document = dict[str, Any]
 class ServerQuirks:
     server: str
     """What the server reported, for the start-up log: ``MongoDB 8.0.4``, ``FerretDB v1.24.2``."""
-    ttl_indexes: bool
+    in_pushdown: bool
     idempotent_index_creation: bool
     conditional_upserts: bool
 
@@ -53,9 +54,9 @@ class ServerQuirks:
                     raise
 
 
-MONGODB = ServerQuirks("MongoDB", ttl_indexes=True, idempotent_index_creation=True, conditional_upserts=True)
+MONGODB = ServerQuirks("MongoDB", in_pushdown=True, idempotent_index_creation=True, conditional_upserts=True)
 FERRETDB = ServerQuirks(
-    "FerretDB", ttl_indexes=False, idempotent_index_creation=False, conditional_upserts=False
+    "FerretDB", in_pushdown=False, idempotent_index_creation=False, conditional_upserts=False
 )
 
 

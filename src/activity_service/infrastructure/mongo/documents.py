@@ -6,12 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import LogPosition
 
 Document = dict[str, Any]
+SOURCE = "src"
+"""Storage only: the log position (``topic:partition:offset``) the event was first stored from."""
 
 
-def to_document(activity: Activity) -> Document:
-    """The stored shape: ``_id`` is the event id (so storing is idempotent), times are BSON dates."""
+def to_document(activity: Activity, position: LogPosition | None = None) -> Document:
+    """The stored shape: ``_id`` is the event id (so storing is idempotent), times are BSON dates;
+    ``src`` is where in the log it was read from, when known (for exact counts: counts.py)."""
     document: Document = {
         "_id": activity.id,
         "userId": activity.user_id,
@@ -27,6 +31,8 @@ def to_document(activity: Activity) -> Document:
         document["sentAt"] = activity.sent_at
     if activity.trace_id is not None:
         document["traceId"] = activity.trace_id
+    if position is not None:
+        document[SOURCE] = str(position)
     return document
 
 

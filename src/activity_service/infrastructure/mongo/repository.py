@@ -1,6 +1,7 @@
 """ActivityRepository on MongoDB (or FerretDB, whose differences are in compat.py).
 
-One document per event (documents.py), ``_id`` = event id, so storing is idempotent by construction.
+One document per event (documents.py), ``_id`` = event id, so storing is idempotent by construction; the
+counts over time are kept beside them (counts.py), exactly, without transactions.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from pymongo.errors import (
 )
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import LogPosition
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery, Position
+from activity_service.domain.stats import Interval
 from activity_service.infrastructure.mongo.compat import ServerQuirks
-from activity_service.infrastructure.mongo.documents import Document, from_document, to_document
+from activity_service.infrastructure.mongo.counts import Counted, MongoCountKeeper
+from activity_service.infrastructure.mongo.documents import SOURCE, Document, from_document, to_document
 
 DUPLICATE_KEY = 11000
 TTL_INDEX = "timestamp_ttl"
@@ -45,62 +49,93 @@ class MongoActivityRepository:
     def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
         self._collection = collection
         self._quirks = quirks
+        self.counts = MongoCountKeeper(collection, quirks)
 
     async def ensure_indexes(self) -> None:
         await self._quirks.create_indexes(self._collection, INDEXES)
+        await self.counts.ensure_indexes()
 
     async def apply_retention(self, days: int) -> bool:
-        """Make the server expire events ``days`` after their timestamp (0: never) with a TTL index.
-
-        Returns False when the server has no TTL indexes (FerretDB): then the caller purges with
-        ``purge_before`` instead."""
-        if not self._quirks.ttl_indexes:
-            return days == 0
-        existing = {index["name"]: index async for index in await self._collection.list_indexes()}
-        ttl = existing.get(TTL_INDEX)
-        if days == 0:
-            if ttl is not None:
-                await self._collection.drop_index(TTL_INDEX)
-            return True
-        seconds = days * 86_400
-        if ttl is not None:
-            if ttl.get("expireAfterSeconds") != seconds:
-                await self._collection.database.command(
-                    "collMod", self._collection.name, index={"name": TTL_INDEX, "expireAfterSeconds": seconds}
-                )
-            return True
-        await self._collection.create_indexes(
-            [IndexModel([("timestamp", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds)]
-        )
-        return True
+        """Returns whether the database expires events itself: never here, even on MongoDB, whose TTL
+        index would remove events one by one behind the counts' back. The consumer purges whole days
+        (``purge_before``) instead, events and counts together. A TTL index left by an older version
+        is dropped."""
+        existing = {index["name"] async for index in await self._collection.list_indexes()}
+        if TTL_INDEX in existing:
+            await self._collection.drop_index(TTL_INDEX)
+        return days == 0
 
     async def purge_before(self, cutoff: datetime) -> int:
+        cutoff = Interval.DAY.floor(cutoff)  # whole days, so whole count buckets go
         result = await self._collection.delete_many({"timestamp": {"$lt": cutoff}})
+        await self.counts.forget_before(cutoff)
         return result.deleted_count
 
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
-        documents = [to_document(a) for a in activities]
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
+        where: Sequence[LogPosition | None] = positions if positions is not None else [None] * len(activities)
+        documents = [to_document(a, p) for a, p in zip(activities, where, strict=True)]
         try:
-            result = await self._collection.insert_many(documents, ordered=False)
+            await self._collection.insert_many(documents, ordered=False)
+            verdicts = [_INSERTED] * len(documents)
         except BulkWriteError as exc:
-            return _outcome_of(exc, documents)
+            verdicts = _verdicts_of(exc, len(documents))
         except DocumentTooLarge:
             # Raised before the server sees the batch, for all of it: find the culprit one by one (rare).
-            return await self._add_one_by_one(documents)
-        return StoreOutcome(inserted=len(result.inserted_ids), duplicates=0)
+            verdicts = await self._add_one_by_one(documents)
+        await self._count(activities, where, verdicts)
+        rejected = {
+            str(documents[i]["_id"]): v for i, v in enumerate(verdicts) if v not in (_INSERTED, _DUPLICATE)
+        }
+        inserted = verdicts.count(_INSERTED)
+        return StoreOutcome(
+            inserted=inserted, duplicates=len(documents) - inserted - len(rejected), rejected=rejected
+        )
 
-    async def _add_one_by_one(self, documents: Sequence[Document]) -> StoreOutcome:
-        inserted = duplicates = 0
-        rejected: dict[str, str] = {}
+    async def _add_one_by_one(self, documents: Sequence[Document]) -> list[str]:
+        verdicts = []
         for document in documents:
             try:
                 await self._collection.insert_one(document)
-                inserted += 1
+                verdicts.append(_INSERTED)
             except DuplicateKeyError:
-                duplicates += 1
+                verdicts.append(_DUPLICATE)
             except (DocumentTooLarge, WriteError) as exc:
-                rejected[str(document["_id"])] = f"{type(exc).__name__}: {exc}"[:500]
-        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
+                verdicts.append(f"{type(exc).__name__}: {exc}"[:500])
+        return verdicts
+
+    async def _count(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition | None], verdicts: Sequence[str]
+    ) -> None:
+        """Counts what this batch stored; a duplicate counts when this very record stored it earlier (its
+        first attempt, before a crash): the count keeper takes each record once, by its position."""
+        duplicates = [i for i, v in enumerate(verdicts) if v == _DUPLICATE and positions[i] is not None]
+        stored_by = await self._sources([activities[i].id for i in duplicates]) if duplicates else {}
+        records = []
+        for i, verdict in enumerate(verdicts):
+            position = positions[i]
+            if verdict == _INSERTED:
+                records.append(Counted(activities[i], position, stored_it=True))
+            elif verdict == _DUPLICATE and position is not None:
+                records.append(
+                    Counted(
+                        activities[i], position, stored_it=stored_by.get(activities[i].id) == str(position)
+                    )
+                )
+        await self.counts.add(records)
+
+    async def _sources(self, event_ids: Sequence[str]) -> dict[str, str | None]:
+        """Which log position stored each of these events."""
+        if self._quirks.in_pushdown:
+            found = self._collection.find({"_id": {"$in": list(event_ids)}}, projection={SOURCE: 1})
+            return {d["_id"]: d.get(SOURCE) async for d in found}
+        sources = {}
+        for event_id in event_ids:  # FerretDB: only an equality on _id uses its index
+            document = await self._collection.find_one({"_id": event_id}, projection={SOURCE: 1})
+            if document is not None:
+                sources[event_id] = document.get(SOURCE)
+        return sources
 
     async def get(self, activity_id: str) -> Activity | None:
         try:
@@ -136,23 +171,23 @@ class MongoActivityRepository:
         await self._collection.database.command("ping")
 
 
-def _outcome_of(exc: BulkWriteError, documents: Sequence[Document]) -> StoreOutcome:
+_INSERTED = "inserted"
+_DUPLICATE = "duplicate"
+
+
+def _verdicts_of(exc: BulkWriteError, count: int) -> list[str]:
     """In an unordered insert every document gets its own verdict: a duplicate key means "already
-    stored"; any other write error is the server refusing that one document for good. A write-concern
-    error leaves durability unknown, so the whole batch must be retried."""
+    stored"; any other write error is the server refusing that one document for good (the verdict is
+    why). A write-concern error leaves durability unknown, so the whole batch must be retried."""
     if exc.details.get("writeConcernErrors"):
         raise exc
-    errors = exc.details.get("writeErrors", [])
-    rejected = {
-        str(documents[e["index"]]["_id"]): f"code {e.get('code')}: {e.get('errmsg', '')}"[:500]
-        for e in errors
-        if e.get("code") != DUPLICATE_KEY
-    }
-    return StoreOutcome(
-        inserted=int(exc.details.get("nInserted", 0)),
-        duplicates=len(errors) - len(rejected),
-        rejected=rejected,
-    )
+    verdicts = [_INSERTED] * count
+    for error in exc.details.get("writeErrors", []):
+        code = error.get("code")
+        verdicts[error["index"]] = (
+            _DUPLICATE if code == DUPLICATE_KEY else f"code {code}: {error.get('errmsg', '')}"[:500]
+        )
+    return verdicts
 
 
 def filter_for(query: ActivityQuery) -> Document:

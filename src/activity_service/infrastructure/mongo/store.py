@@ -42,6 +42,7 @@ async def open_mongo_store(settings: MongoSettings) -> AsyncIterator[Store]:
             server=quirks.server,
             where=where,
             activities=activities,
+            counts=activities.counts,
             dead_letters=dead_letters,
             progress=MongoProgressLog(database[PROGRESS], quirks),
             ping=activities.ping,

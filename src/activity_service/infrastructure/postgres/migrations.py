@@ -68,6 +68,25 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        2,
+        "counts per minute, hour and day, kept with the events",
+        """
+        CREATE TABLE IF NOT EXISTS activity_counts (
+            granularity text NOT NULL CHECK (granularity IN ('minute', 'hour', 'day')),
+            bucket timestamptz NOT NULL,
+            action text NOT NULL,
+            total bigint NOT NULL,
+            PRIMARY KEY (granularity, bucket, action)
+        );
+        -- The events stored before the counts existed.
+        INSERT INTO activity_counts (granularity, bucket, action, total)
+        SELECT g.granularity, date_trunc(g.granularity, a."timestamp", 'UTC'), a.action, count(*)
+        FROM activities a CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS g (granularity)
+        GROUP BY 1, 2, 3
+        ON CONFLICT (granularity, bucket, action) DO NOTHING;
+        """,
+    ),
 )
 
 

@@ -13,15 +13,41 @@ from typing import Any
 import asyncpg
 
 from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import LogPosition
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery
 from activity_service.infrastructure.postgres.rows import COLUMNS, SELECT, TYPES, columns_of, from_row
 
+# The counts per minute, hour and day move in the same statement as the events they count (one
+# transaction): only rows really inserted are counted, and a redelivered batch counts nothing twice.
+# Count rows are locked in key order, so concurrent consumers cannot deadlock on them.
+GRANULARITIES = "(VALUES ('minute'), ('hour'), ('day')) AS g (granularity)"
 INSERT = (
-    f"INSERT INTO activities ({', '.join(COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))}) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
+    "WITH inserted AS ("
+    f" INSERT INTO activities ({', '.join(COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
+    ' ON CONFLICT (id) DO NOTHING RETURNING id, action, "timestamp"'
+    "), counted AS ("
+    " INSERT INTO activity_counts (granularity, bucket, action, total)"
+    " SELECT g.granularity, date_trunc(g.granularity, i.\"timestamp\", 'UTC'), i.action, count(*)"
+    f" FROM inserted i CROSS JOIN {GRANULARITIES} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (granularity, bucket, action) DO UPDATE SET total = activity_counts.total + EXCLUDED.total"
+    ") SELECT id FROM inserted"
+)
+# Removing events takes their counts away in the same statement.
+PURGE = (
+    "WITH gone AS ("
+    " DELETE FROM activities WHERE id IN ("
+    '  SELECT id FROM activities WHERE "timestamp" < $1 ORDER BY "timestamp" LIMIT $2)'
+    ' RETURNING action, "timestamp"'
+    "), uncounted AS ("
+    " UPDATE activity_counts c SET total = c.total - d.n FROM ("
+    "  SELECT g.granularity, date_trunc(g.granularity, x.\"timestamp\", 'UTC') AS bucket, x.action,"
+    "   count(*) AS n"
+    f"  FROM gone x CROSS JOIN {GRANULARITIES} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3) d"
+    " WHERE c.granularity = d.granularity AND c.bucket = d.bucket AND c.action = d.action"
+    ") SELECT count(*) FROM gone"
 )
 ORDER = 'ORDER BY "timestamp" DESC, id DESC'
 PURGE_BATCH = 10_000
@@ -42,7 +68,10 @@ class PostgresActivityRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def add_many(self, activities: Sequence[Activity]) -> StoreOutcome:
+    async def add_many(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
+    ) -> StoreOutcome:
+        """Events and their counts in one statement: exact without positions (a transaction is all)."""
         try:
             async with self._pool.acquire() as connection:
                 inserted = await connection.fetch(INSERT, *columns_of(activities))
@@ -97,15 +126,10 @@ class PostgresActivityRepository:
         deleted = 0
         async with self._pool.acquire() as connection:
             while True:
-                status = await connection.execute(
-                    "DELETE FROM activities WHERE id IN ("
-                    ' SELECT id FROM activities WHERE "timestamp" < $1 ORDER BY "timestamp" LIMIT $2)',
-                    cutoff,
-                    PURGE_BATCH,
-                )
-                count = int(status.rsplit(" ", 1)[-1])
+                count = int(await connection.fetchval(PURGE, cutoff, PURGE_BATCH))
                 deleted += count
                 if count < PURGE_BATCH:
+                    await connection.execute("DELETE FROM activity_counts WHERE total <= 0")
                     return deleted
 
     async def ping(self) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 
+from activity_service.infrastructure.postgres.counts import PostgresActivityCounts
 from activity_service.infrastructure.postgres.delivery import PostgresDeadLetterLog, PostgresProgressLog
 from activity_service.infrastructure.postgres.migrations import migrate
 from activity_service.infrastructure.postgres.repository import PostgresActivityRepository
@@ -61,6 +62,7 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
             server=server,
             where=where,
             activities=activities,
+            counts=PostgresActivityCounts(pool),
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
             ping=activities.ping,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from activity_service.application.replay_activities import ReplayReport
 from activity_service.bootstrap import replay_service
+from activity_service.domain.retention import retention_cutoff
 from activity_service.infrastructure.kafka.replay import read_topic
 from activity_service.infrastructure.settings import Settings
 
@@ -38,6 +39,7 @@ async def replay(
         report = await services.replay.execute(
             read_topic(settings.kafka.bootstrap_servers, topic, start=start, end=end),
             forget_dead_letters=dead_letters,
+            expired_before=retention_cutoff(datetime.now(UTC), settings.retention.days),
             on_progress=progress,
         )
     for event_id, reason in list(report.rejected.items())[:20]:

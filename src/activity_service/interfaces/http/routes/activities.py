@@ -29,6 +29,7 @@ from activity_service.interfaces.http.schemas.reads import (
     activity_out,
     listing_body,
 )
+from activity_service.interfaces.http.schemas.stats import StatsOut, StatsParams, stats_body
 from activity_service.interfaces.http.security.throttle import budget_of
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
@@ -147,6 +148,29 @@ async def list_activities(
     if listing.fresh_until is not None:
         response.headers["X-Data-Fresh-Until"] = to_iso(listing.fresh_until)
     return listing_body(listing, query, cursor_mode=params.cursor_mode)
+
+
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    response_model_exclude_unset=True,
+    summary="Counts over time",
+    responses={400: PROBLEM, 503: UNAVAILABLE},
+)
+async def activity_stats(
+    params: Annotated[StatsParams, Query()], response: Response, services: Services
+) -> dict[str, Any]:
+    """Exact counts of stored activities per `interval` (UTC `minute`, `hour` or `day`), every bucket from
+    the one holding `startDate` to the one holding `endDate` (at most 1,000), the empty ones included.
+    Filters as the list's (`userId`, `action` repeatable); `groupBy=action` splits each bucket by action.
+    The counts are kept as events are stored (not computed by scanning them), so the cost follows the
+    number of buckets, not of events; with `userId` the user's events in the range are counted along
+    their index. `freshUntil`: every event received before it is counted."""
+    query = params.to_query()
+    counts = await services.count_activities.execute(query)
+    if counts.fresh_until is not None:
+        response.headers["X-Data-Fresh-Until"] = to_iso(counts.fresh_until)
+    return stats_body(counts, query)
 
 
 @router.get(

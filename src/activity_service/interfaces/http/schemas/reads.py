@@ -141,8 +141,8 @@ class ListParams(BaseModel):
         query = ActivityQuery(
             user_id=self.userId,
             actions=tuple(self.action),
-            start=_bound(self.startDate, first=True),
-            end=_bound(self.endDate, first=False),
+            start=bound(self.startDate, first=True),
+            end=bound(self.endDate, first=False),
             page=self.page or 1,
             limit=self.limit,
             count_total=not self.cursor_mode or self.includeTotal,
@@ -154,7 +154,7 @@ class ListParams(BaseModel):
         return query
 
 
-def _bound(value: datetime | date | None, *, first: bool) -> datetime | None:
+def bound(value: datetime | date | None, *, first: bool) -> datetime | None:
     """A bare date stands for its first (or last) millisecond, UTC, so both bounds stay inclusive."""
     if value is None or isinstance(value, datetime):
         return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
