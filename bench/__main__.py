@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--out DIR] [--env KEY=VALUE ...]`: run the benchmark, write latest.md/json.
 
-Needs the local stack (`make stack-up`): KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI say where it is
-(default 127.0.0.1:9092 and mongodb://127.0.0.1:27017). `make bench` and `make bench-quick` set both.
+Needs the local stack (`make stack-up`): KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI and POSTGRES_DSN say where it
+is (default 127.0.0.1:9092, mongodb://127.0.0.1:27017 and postgresql://activity@127.0.0.1:5432/
+activity_service: a role that may CREATE DATABASE). `make bench` and `make bench-quick` set all three.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     mongo = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017")
+    postgres = os.environ.get("POSTGRES_DSN", "postgresql://activity@127.0.0.1:5432/activity_service")
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     from bench.run import run  # after argument parsing, so --help works without the service installed
 
     try:
-        return run(plan, out.resolve(), kafka, mongo, extra, command.strip(), profile=not args.no_profile)
+        return run(
+            plan, out.resolve(), kafka, mongo, postgres, extra, command.strip(), profile=not args.no_profile
+        )
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1

@@ -200,6 +200,41 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
+    except OSError:
+        return []
+
+
+def postgres_cpu(postmaster: int, database: str | None) -> dict[int, float]:
+    """CPU seconds so far of each process of the PostgreSQL server that works for ``database``: the
+    backends connected to it and the server's own background processes (WAL writer, checkpointer,
+    background writer, autovacuum), by pid. Backends of other databases (other sessions sharing the
+    server) are left out; None counts every process of the server. A backend's title is
+    ``postgres: <role> <database> <client> <state>``."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is None or int(fields[1]) != postmaster and int(entry.name) != postmaster:
+            continue
+        title = _cmdline(int(entry.name))
+        is_backend = len(title) >= 4 and title[0] == "postgres:" and "(" in title[3]
+        if database is not None and is_backend and title[2] != database:
+            continue
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
 @dataclass
 class Usage:
     cpu_percent: float | None
@@ -208,10 +243,19 @@ class Usage:
 
 
 @contextmanager
-def watch(pids: Mapping[str, int], interval: float = 0.2) -> Iterator[dict[str, Usage]]:
+def watch(
+    pids: Mapping[str, int], interval: float = 0.2, *, database: str | None = None
+) -> Iterator[dict[str, Usage]]:
     """CPU (% of one core) and peak RSS of each process over the ``with`` block. Peak RSS is the kernel's
-    VmHWM after resetting it at the start (exact), or the highest sampled RSS where it cannot be reset."""
+    VmHWM after resetting it at the start (exact), or the highest sampled RSS where it cannot be reset.
+
+    ``postgres`` (the postmaster's pid) is a server of many processes: its CPU is that of the processes
+    working for ``database`` (see ``postgres_cpu``; a backend that ends within the block loses its share),
+    and it has no peak RSS."""
     result: dict[str, Usage] = {}
+    pids = dict(pids)
+    postmaster = pids.pop("postgres", None)
+    server_start = postgres_cpu(postmaster, database) if postmaster else {}
     exact = {name: _reset_peak(pid) for name, pid in pids.items()}
     start_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     sampled = {name: rss_bytes(pid) for name, pid in pids.items()}
@@ -231,6 +275,12 @@ def watch(pids: Mapping[str, int], interval: float = 0.2) -> Iterator[dict[str, 
         stop.set()
         sampler.join()
         elapsed = max(time.monotonic() - started, 1e-9)
+        if postmaster:
+            server_end = postgres_cpu(postmaster, database)
+            spent = sum(cpu - server_start.get(pid, 0.0) for pid, cpu in server_end.items())
+            result["postgres"] = Usage(
+                cpu_percent=round(100 * spent / elapsed, 1) if server_end else None, peak_rss_mb=None
+            )
         for name, pid in pids.items():
             end_cpu = cpu_seconds(pid)
             if end_cpu <= 0 or end_cpu < start_cpu[name]:  # gone: another session restarted it

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, observability, persistence, pipeline, queries, report, wrk
+from bench import (
+    counts,
+    ferretdb_pg,
+    ingest,
+    observability,
+    persistence,
+    pg_queries,
+    pipeline,
+    queries,
+    report,
+    tail,
+    wrk,
+)
 from bench.broker import delete_topics
 from bench.context import Context, eprint
 from bench.data import now_millis
@@ -24,14 +37,19 @@ from bench.procs import Processes
 from bench.profiling import ensure_py_spy
 from bench.stack import preflight, problem, wait_until_up
 from bench.store import drop_databases
+from bench.targets import drop_pg_databases, pg_problem, pg_version
 
 NOTES = [
     "All processes share this machine's cores (the broker and the database too), so the ingest "
     "scenarios (1, 2, 3, 8) run with the consumer stopped (API + broker only) and the persistence "
-    "scenario (4) runs with no API process (consumer + broker + database only); scenario 6 runs the "
-    "API with the consumer stopped; scenarios 5 and 7 run both, as they measure the pipeline.",
-    "Each phase uses its own fresh topic, consumer group and database (bench_<run>_<phase>); all are "
-    "deleted at the end of the run.",
+    "scenarios (4, 9 and 13's drain) run with no API process (consumer + broker + database only); "
+    "scenarios 6, 10, 11 and 12 run the API with the consumer stopped; scenarios 5 and 7 run both, as "
+    "they measure the pipeline.",
+    "Each phase uses its own fresh topic, consumer group and database (bench_<run>_<phase>, on FerretDB "
+    "or on PostgreSQL); all are deleted at the end of the run.",
+    "The PostgreSQL server is the local stack's, shared with other sessions' tests: its CPU figures count "
+    "only the processes working for the phase's database (its backends) and the server's background "
+    "processes (WAL writer, checkpointer, background writer, autovacuum).",
     "Load comes from wrk (one thread, fixed connections, pre-built requests cycled from a Lua script; "
     "closed loop unless said 'paced'), with a warm-up run before every measured run. Latency "
     "percentiles are wrk's, from request sent to response received.",
@@ -85,16 +103,21 @@ def _phase(ctx: Context, keys: list[str], body: Callable[[], Any]) -> Any:
             ctx.procs.stop_all()
             message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             ctx.say(f"FAILED {', '.join(keys)}: {(message.splitlines() or [type(exc).__name__])[0]}")
-            restarted = stack_pids() != before or problem(ctx.kafka, ctx.mongo) is not None
+            restarted = (
+                stack_pids() != before
+                or problem(ctx.kafka, ctx.mongo) is not None
+                or asyncio.run(pg_problem(ctx.postgres)) is not None
+            )
             if attempt < attempts and restarted:
                 ctx.say(
                     "the broker or the database went down during this phase (the stack is shared); "
                     "waiting for it, then running the phase again on fresh names"
                 )
-                if wait_until_up(ctx.kafka, ctx.mongo) is None:
+                if wait_until_up(ctx.kafka, ctx.mongo) is None and _postgres_up(ctx):
                     ctx.generation += 1
                     ctx.results["meta"]["notes"].append(
-                        f"Scenario(s) {', '.join(k[0] for k in keys)} ran again (attempt {attempt + 1}): "
+                        f"Scenario(s) {', '.join(report.number(k) for k in keys)} ran again "
+                        f"(attempt {attempt + 1}): "
                         f"the broker or the database went down under attempt {attempt} "
                         f"({(message.splitlines() or [''])[0][:200]}), "
                         "restarted by another session sharing the stack. Only the last attempt is reported."
@@ -114,10 +137,29 @@ def _phase(ctx: Context, keys: list[str], body: Callable[[], Any]) -> Any:
     return None
 
 
+def _postgres_up(ctx: Context, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while asyncio.run(pg_problem(ctx.postgres)) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
 def run(
-    plan: Plan, out: Path, kafka: str, mongo: str, extra_env: dict[str, str], command: str, profile: bool
+    plan: Plan,
+    out: Path,
+    kafka: str,
+    mongo: str,
+    postgres: str,
+    extra_env: dict[str, str],
+    command: str,
+    profile: bool,
 ) -> int:
     preflight(kafka, mongo)
+    found = asyncio.run(pg_problem(postgres))
+    if found:
+        raise BenchError(found)
     run_id = f"{datetime.now(UTC):%m%d%H%M}{uuid.uuid4().hex[:4]}"
     logs = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
     os.environ.update(extra_env)  # the bench's own producer and clients see what the services see
@@ -130,6 +172,7 @@ def run(
         procs=Processes(logs),
         wrk="",
         extra_env=extra_env,
+        postgres=postgres,
     )
     ctx.say(f"run {run_id} ({plan.name}): logs in {logs}; results to {out}")
     ctx.wrk = wrk.ensure_wrk(ctx.say)
@@ -147,7 +190,7 @@ def run(
             "settings": _settings_table(plan, extra_env),
             "logs": str(logs),
         },
-        "machine": describe(mongo, wrk.version(ctx.wrk)),
+        "machine": {**describe(mongo, wrk.version(ctx.wrk)), "postgresql": asyncio.run(pg_version(postgres))},
         "scenarios": {},
     }
     ctx.results = results
@@ -166,6 +209,9 @@ def run(
         live = _phase(ctx, ["7_memory", "5_freshness"], lambda: pipeline.run(ctx, single_eps))
         if live:
             scenarios["7_memory"], scenarios["5_freshness"] = live
+        twelve = _phase(ctx, ["12_live_tail"], lambda: tail.run(ctx, single_eps))
+        if twelve:
+            scenarios["12_live_tail"] = twelve
         drained = _phase(ctx, ["4_consumer"], lambda: persistence.drain(ctx))
         if drained:
             scenarios["4_consumer"] = drained
@@ -175,9 +221,34 @@ def run(
                 "status": "failed",
                 "error": "the raw insert_many ceiling failed; see the run's output and logs",
             }
+        drained = _phase(
+            ctx,
+            ["9_postgres_drain"],
+            lambda: persistence.drain(
+                ctx, ctx.postgresql, phase="pgdrain", events=plan.pg_drain_events, number="9"
+            ),
+        )
+        if drained:
+            scenarios["9_postgres_drain"] = drained
+            nine = _phase(ctx, ["9_postgres_drain"], lambda: persistence.with_pg_ceiling(ctx, drained))
+            scenarios["9_postgres_drain"] = nine or {
+                **drained,
+                "status": "failed",
+                "error": "the asyncpg bulk insert ceiling failed; see the run's output and logs",
+            }
         six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
         if six:
             scenarios["6_queries"] = six
+        pair = _phase(ctx, ["10_postgres_queries", "11_stats"], lambda: pg_queries.run(ctx))
+        stats_pg = None
+        if pair:
+            scenarios["10_postgres_queries"], stats_pg = pair
+        stats_mongo = _phase(ctx, ["11_stats"], lambda: counts.mongo(ctx))
+        if stats_pg or stats_mongo:
+            scenarios["11_stats"] = counts.combine(ctx, stats_pg, stats_mongo)
+        thirteen = _phase(ctx, ["13_ferretdb_postgresql"], lambda: ferretdb_pg.run(ctx, scenarios))
+        if thirteen:
+            scenarios["13_ferretdb_postgresql"] = thirteen
     finally:
         ctx.procs.stop_all()
         _clean_up(ctx)
@@ -205,7 +276,7 @@ def run(
         if row["verdict"] != "—":
             ratio = f" (ratio {report.fmt(row['ratio'])})" if row["ratio"] is not None else ""
             ctx.say(
-                f"  {row['verdict']}  {row['scenario'][0]}. {row['figure']}: "
+                f"  {row['verdict']}  {report.number(row['scenario'])}. {row['figure']}: "
                 f"{report.fmt(row['value'])} {row['unit']}{ratio}"
             )
     print(meta["one_line"], flush=True)
@@ -249,6 +320,7 @@ def _clean_up(ctx: Context) -> None:
     try:
         topics = asyncio.run(delete_topics(ctx.kafka, prefix))
         databases = asyncio.run(drop_databases(ctx.mongo, prefix))
+        databases += asyncio.run(drop_pg_databases(ctx.postgres, prefix))
         ctx.say(f"cleaned up {len(topics)} topics and {len(databases)} databases of this run")
     except Exception as exc:  # the results matter more than the clean-up; say what is left behind
         ctx.say(

@@ -1,0 +1,134 @@
+"""Scenario 9's ceiling: the driver's fastest bulk insert of the consumer's rows into PostgreSQL.
+
+Each variant writes into a schema of its own in the drain's database, made by the service's own
+migrations (the same tables, the same four indexes), the same rows the consumer wrote (the same ids, the
+values ``rows.columns_of`` gives for the decoded events), CONSUMER_MAX_BATCH_RECORDS rows a statement:
+
+- **bare, one connection**: asyncpg, ``INSERT INTO activities (...) SELECT * FROM unnest($1::text[], ...)
+  ON CONFLICT (id) DO NOTHING RETURNING id``, one batch at a time (what the scratch measurement in
+  bench/scratch/pg_driver_bench.md found fastest for one statement per batch);
+- **bare, two connections**: the same statement with two batches in flight on two connections;
+- **service statement, one connection**: the service's own INSERT (repository.INSERT), which also moves
+  the counts over time (``activity_counts``) in the same statement: what the counts cost.
+
+The variants are interleaved in rounds of a few batches, so that the tables grow alike and the noise of a
+shared machine falls on all of them. Only the statements are timed (the rows are built before). The
+ceiling is the faster bare variant: the consumer is measured against the best the driver does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from activity_service.infrastructure.postgres.migrations import migrate
+from activity_service.infrastructure.postgres.repository import INSERT
+from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES
+from activity_service.infrastructure.postgres.store import _prepare
+from bench.stats import ms, percentile
+from bench.targets import dsn_of
+
+BARE = (
+    f"INSERT INTO activities ({', '.join(COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+ROUND_BATCHES = 20
+VARIANTS = ("bare_one_connection", "bare_two_connections", "service_statement")
+PIPELINED = "bare_two_connections"
+
+
+async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
+    connection = await asyncpg.connect(dsn, timeout=10, server_settings={"search_path": schema})
+    await _prepare(connection)
+    return connection
+
+
+async def ceiling(
+    dsn: str, database: str, count: int, batch: int, columns: Callable[[int, int], list[list[Any]]]
+) -> dict[str, Any]:
+    where = dsn_of(dsn, database)
+    connections: dict[str, list[asyncpg.Connection]] = {}
+    try:
+        for variant in VARIANTS:
+            schema = f"ceiling_{variant}"
+            first = await asyncpg.connect(where, timeout=10)
+            await first.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+            await first.close()
+            connections[variant] = [await _connect(where, schema)]
+            await migrate(connections[variant][0])  # the service's tables and indexes, in this schema
+            if variant == "bare_two_connections":
+                connections[variant].append(await _connect(where, schema))
+        return await _measure(connections, count, batch, columns)
+    finally:
+        for pair in connections.values():
+            for connection in pair:
+                await connection.close()
+
+
+async def _measure(
+    connections: dict[str, list[asyncpg.Connection]],
+    count: int,
+    batch: int,
+    columns: Callable[[int, int], list[list[Any]]],
+) -> dict[str, Any]:
+    spent = dict.fromkeys(VARIANTS, 0.0)
+    latencies: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    tenths = {v: [0.0] * 10 for v in VARIANTS}
+    returned = dict.fromkeys(VARIANTS, 0)
+    step = batch * ROUND_BATCHES
+    for start in range(0, count, step):
+        rows = [columns(s, min(s + batch, count)) for s in range(start, min(start + step, count), batch)]
+        tenth = min(9, start * 10 // count)
+        for variant, sql in (("bare_one_connection", BARE), ("service_statement", INSERT)):
+            (connection,) = connections[variant]
+            for arrays in rows:
+                began = time.perf_counter()
+                returned[variant] += len(await connection.fetch(sql, *arrays))
+                took = time.perf_counter() - began
+                spent[variant] += took
+                tenths[variant][tenth] += took
+                latencies[variant].append(took)
+        # Two in flight: each connection takes the next batch as soon as its previous one is done.
+        queue = list(reversed(rows))
+        began = time.perf_counter()
+        done = await asyncio.gather(
+            *(_worker(c, queue, latencies["bare_two_connections"]) for c in connections[PIPELINED])
+        )
+        took = time.perf_counter() - began
+        returned["bare_two_connections"] += sum(done)
+        spent["bare_two_connections"] += took
+        tenths["bare_two_connections"][tenth] += took
+    result: dict[str, Any] = {}
+    for variant in VARIANTS:
+        result[variant] = {
+            "events_per_second": round(count / spent[variant], 1) if spent[variant] else 0.0,
+            "events": count,
+            "rows_returned": returned[variant],
+            "seconds": round(spent[variant], 3),
+            "statement_p50_ms": ms(percentile(latencies[variant], 50)),
+            "statement_p99_ms": ms(percentile(latencies[variant], 99)),
+            "first_tenth_events_per_second": _tenth_rate(count, tenths[variant][0]),
+            "last_tenth_events_per_second": _tenth_rate(count, tenths[variant][9]),
+        }
+    return result
+
+
+async def _worker(
+    connection: asyncpg.Connection, queue: list[list[list[Any]]], latencies: list[float]
+) -> int:
+    done = 0
+    while queue:
+        arrays = queue.pop()
+        began = time.perf_counter()
+        done += len(await connection.fetch(BARE, *arrays))
+        latencies.append(time.perf_counter() - began)
+    return done
+
+
+def _tenth_rate(count: int, seconds: float) -> float:
+    return round(count / 10 / seconds, 1) if seconds else 0.0
