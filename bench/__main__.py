@@ -8,6 +8,7 @@ activity_service: a role that may CREATE DATABASE). `make bench` and `make bench
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -43,6 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         "in the results; e.g. --env LOG_LEVEL=WARNING",
     )
     parser.add_argument(
+        "--only",
+        metavar="N,N,...",
+        help="run only these scenarios (numbers, e.g. 9,10,11) and what they need; for experiments",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one count or duration of the plan (bench/plan.py), e.g. --set pg_drain_events=200000; "
+        "recorded in the results",
+    )
+    parser.add_argument(
         "--no-profile",
         action="store_true",
         help="skip the py-spy profiles (extra unmeasured runs that explain the missed targets)",
@@ -55,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--env wants KEY=VALUE, not {item!r}")
         extra[key] = value
     plan = QUICK if args.quick else FULL
+    changes = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in plan.as_dict() or key == "name":
+            parser.error(f"--set wants FIELD=VALUE with a field of bench/plan.py's Plan, not {item!r}")
+        kind = type(plan.as_dict()[key])
+        changes[key] = kind(value)
+    if changes:
+        plan = dataclasses.replace(plan, **changes)
     out = args.out or (
         Path(tempfile.gettempdir()) / "activity-service-bench-quick"
         if args.quick
@@ -68,7 +91,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run(
-            plan, out.resolve(), kafka, mongo, postgres, extra, command.strip(), profile=not args.no_profile
+            plan,
+            out.resolve(),
+            kafka,
+            mongo,
+            postgres,
+            extra,
+            command.strip(),
+            profile=not args.no_profile,
+            only={n.strip() for n in args.only.split(",") if n.strip()} if args.only else None,
         )
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

@@ -239,6 +239,7 @@ def with_pg_ceiling(ctx: Context, nine: dict[str, Any]) -> dict[str, Any]:
             **{f"{v}_events_per_second": variants[v]["events_per_second"] for v in variants},
             **{f"{v}_statement_p50_ms": variants[v]["statement_p50_ms"] for v in variants},
             **{f"{v}_statement_p99_ms": variants[v]["statement_p99_ms"] for v in variants},
+            **{f"{v}_server_cpu_us_per_event": variants[v]["server_cpu_us_per_event"] for v in variants},
             "ceiling_first_tenth_events_per_second": best["first_tenth_events_per_second"],
             "ceiling_last_tenth_events_per_second": best["last_tenth_events_per_second"],
             "counts_share_of_statement_throughput_lost": counts_cost,

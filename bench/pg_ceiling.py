@@ -29,6 +29,7 @@ from activity_service.infrastructure.postgres.migrations import migrate
 from activity_service.infrastructure.postgres.repository import INSERT
 from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES
 from activity_service.infrastructure.postgres.store import _prepare
+from bench.procs import cpu_seconds
 from bench.stats import ms, percentile
 from bench.targets import dsn_of
 
@@ -76,6 +77,9 @@ async def _measure(
     batch: int,
     columns: Callable[[int, int], list[list[Any]]],
 ) -> dict[str, Any]:
+    # Each variant's server CPU: its backends' own (the server runs on this machine), /proc's account.
+    backends = {v: [await c.fetchval("SELECT pg_backend_pid()") for c in cs] for v, cs in connections.items()}
+    server_cpu = {v: sum(cpu_seconds(pid) for pid in pids) for v, pids in backends.items()}
     spent = dict.fromkeys(VARIANTS, 0.0)
     latencies: dict[str, list[float]] = {v: [] for v in VARIANTS}
     tenths = {v: [0.0] * 10 for v in VARIANTS}
@@ -103,9 +107,14 @@ async def _measure(
         returned["bare_two_connections"] += sum(done)
         spent["bare_two_connections"] += took
         tenths["bare_two_connections"][tenth] += took
+    for variant, pids in backends.items():
+        server_cpu[variant] = sum(cpu_seconds(pid) for pid in pids) - server_cpu[variant]
     result: dict[str, Any] = {}
     for variant in VARIANTS:
         result[variant] = {
+            "server_cpu_us_per_event": round(1e6 * server_cpu[variant] / count, 1)
+            if server_cpu[variant] > 0
+            else None,
             "events_per_second": round(count / spent[variant], 1) if spent[variant] else 0.0,
             "events": count,
             "rows_returned": returned[variant],

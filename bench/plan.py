@@ -48,7 +48,7 @@ class Plan:
     """Samples of each request that counts a page mode's `total` (hundreds of ms each on 1M rows)."""
     pg_deep_pages: int = 10_000
     stats_samples: int = 100
-    """Samples of each stats request on FerretDB (scenario 11; PostgreSQL's are among scenario 10's rounds)."""
+    """Samples of each stats request on FerretDB (scenario 11; PostgreSQL's are in scenario 10's rounds)."""
     stats_hours: int = 720
     """The range of the stats request: 30 days by hour."""
     stats_fill_hours: int = 720

@@ -250,8 +250,8 @@ def watch(
     VmHWM after resetting it at the start (exact), or the highest sampled RSS where it cannot be reset.
 
     ``postgres`` (the postmaster's pid) is a server of many processes: its CPU is that of the processes
-    working for ``database`` (see ``postgres_cpu``; a backend that ends within the block loses its share),
-    and it has no peak RSS."""
+    working for ``database`` (see ``postgres_cpu``), sampled every second so that a backend that ends
+    within the block keeps all but its last second, and it has no peak RSS."""
     result: dict[str, Usage] = {}
     pids = dict(pids)
     postmaster = pids.pop("postgres", None)
@@ -261,10 +261,16 @@ def watch(
     sampled = {name: rss_bytes(pid) for name, pid in pids.items()}
     stop = threading.Event()
 
+    server_seen = dict(server_start)
+
     def sample() -> None:
+        ticks = 0
         while not stop.wait(interval):
             for name, pid in pids.items():
                 sampled[name] = max(sampled[name], rss_bytes(pid))
+            ticks += 1
+            if postmaster and ticks % max(1, round(1 / interval)) == 0:
+                server_seen.update(postgres_cpu(postmaster, database))
 
     sampler = threading.Thread(target=sample, daemon=True)
     started = time.monotonic()
@@ -276,8 +282,8 @@ def watch(
         sampler.join()
         elapsed = max(time.monotonic() - started, 1e-9)
         if postmaster:
-            server_end = postgres_cpu(postmaster, database)
-            spent = sum(cpu - server_start.get(pid, 0.0) for pid, cpu in server_end.items())
+            server_end = {**server_seen, **postgres_cpu(postmaster, database)}
+            spent = sum(max(0.0, cpu - server_start.get(pid, 0.0)) for pid, cpu in server_end.items())
             result["postgres"] = Usage(
                 cpu_percent=round(100 * spent / elapsed, 1) if server_end else None, peak_rss_mb=None
             )

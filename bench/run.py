@@ -146,6 +146,84 @@ def _postgres_up(ctx: Context, timeout: float = 120) -> bool:
     return True
 
 
+def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -> None:
+    """Every phase in order (or those of the scenarios in ``only``, and what they need: 5, 7 and 12 take
+    their load from scenario 2)."""
+    plan = ctx.plan
+    if only is not None and only & {"5", "7", "12"}:
+        only = only | {"2"}
+
+    def wanted(*numbers: str) -> bool:
+        return only is None or bool(only & set(numbers))
+
+    one = None
+    if wanted("1"):
+        one = _phase(ctx, ["1_http_ceiling"], lambda: ingest.http_ceiling(ctx))
+        if one:
+            scenarios["1_http_ceiling"] = one
+    single_eps = None
+    if wanted("2", "3"):
+        pair = _phase(ctx, ["2_single_post", "3_batch_post"], lambda: ingest.single_and_batch(ctx, one))
+        if pair:
+            scenarios["2_single_post"], scenarios["3_batch_post"] = pair
+            single_eps = pair[0]["figures"]["events_per_second"]
+    if wanted("8"):
+        eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
+        if eight:
+            scenarios["8_observability"] = eight
+    if wanted("5", "7"):
+        live = _phase(ctx, ["7_memory", "5_freshness"], lambda: pipeline.run(ctx, single_eps))
+        if live:
+            scenarios["7_memory"], scenarios["5_freshness"] = live
+    if wanted("12"):
+        twelve = _phase(ctx, ["12_live_tail"], lambda: tail.run(ctx, single_eps))
+        if twelve:
+            scenarios["12_live_tail"] = twelve
+    if wanted("4"):
+        drained = _phase(ctx, ["4_consumer"], lambda: persistence.drain(ctx))
+        if drained:
+            scenarios["4_consumer"] = drained
+            four = _phase(ctx, ["4_consumer"], lambda: persistence.with_ceiling(ctx, drained))
+            scenarios["4_consumer"] = four or {
+                **drained,
+                "status": "failed",
+                "error": "the raw insert_many ceiling failed; see the run's output and logs",
+            }
+    if wanted("9"):
+        drained = _phase(
+            ctx,
+            ["9_postgres_drain"],
+            lambda: persistence.drain(
+                ctx, ctx.postgresql, phase="pgdrain", events=plan.pg_drain_events, number="9"
+            ),
+        )
+        if drained:
+            scenarios["9_postgres_drain"] = drained
+            nine = _phase(ctx, ["9_postgres_drain"], lambda: persistence.with_pg_ceiling(ctx, drained))
+            scenarios["9_postgres_drain"] = nine or {
+                **drained,
+                "status": "failed",
+                "error": "the asyncpg bulk insert ceiling failed; see the run's output and logs",
+            }
+    if wanted("6"):
+        six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
+        if six:
+            scenarios["6_queries"] = six
+    stats_pg = stats_mongo = None
+    if wanted("10", "11"):
+        pair = _phase(ctx, ["10_postgres_queries", "11_stats"], lambda: pg_queries.run(ctx))
+        if pair:
+            scenarios["10_postgres_queries"], stats_pg = pair
+    if wanted("11"):
+        stats_mongo = _phase(ctx, ["11_stats"], lambda: counts.mongo(ctx))
+    if stats_pg or stats_mongo:
+        scenarios["11_stats"] = counts.combine(ctx, stats_pg, stats_mongo)
+    if wanted("13"):
+        thirteen = _phase(ctx, ["13_ferretdb_postgresql"], lambda: ferretdb_pg.run(ctx, scenarios))
+        if thirteen:
+            scenarios["13_ferretdb_postgresql"] = thirteen
+
+
 def run(
     plan: Plan,
     out: Path,
@@ -155,6 +233,7 @@ def run(
     extra_env: dict[str, str],
     command: str,
     profile: bool,
+    only: set[str] | None = None,
 ) -> int:
     preflight(kafka, mongo)
     found = asyncio.run(pg_problem(postgres))
@@ -195,60 +274,12 @@ def run(
     }
     ctx.results = results
     scenarios = results["scenarios"]
-    try:
-        one = _phase(ctx, ["1_http_ceiling"], lambda: ingest.http_ceiling(ctx))
-        if one:
-            scenarios["1_http_ceiling"] = one
-        pair = _phase(ctx, ["2_single_post", "3_batch_post"], lambda: ingest.single_and_batch(ctx, one))
-        if pair:
-            scenarios["2_single_post"], scenarios["3_batch_post"] = pair
-        single_eps = pair[0]["figures"]["events_per_second"] if pair else None
-        eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
-        if eight:
-            scenarios["8_observability"] = eight
-        live = _phase(ctx, ["7_memory", "5_freshness"], lambda: pipeline.run(ctx, single_eps))
-        if live:
-            scenarios["7_memory"], scenarios["5_freshness"] = live
-        twelve = _phase(ctx, ["12_live_tail"], lambda: tail.run(ctx, single_eps))
-        if twelve:
-            scenarios["12_live_tail"] = twelve
-        drained = _phase(ctx, ["4_consumer"], lambda: persistence.drain(ctx))
-        if drained:
-            scenarios["4_consumer"] = drained
-            four = _phase(ctx, ["4_consumer"], lambda: persistence.with_ceiling(ctx, drained))
-            scenarios["4_consumer"] = four or {
-                **drained,
-                "status": "failed",
-                "error": "the raw insert_many ceiling failed; see the run's output and logs",
-            }
-        drained = _phase(
-            ctx,
-            ["9_postgres_drain"],
-            lambda: persistence.drain(
-                ctx, ctx.postgresql, phase="pgdrain", events=plan.pg_drain_events, number="9"
-            ),
+    if only is not None:
+        results["meta"]["notes"].append(
+            f"PARTIAL RUN: only scenarios {', '.join(sorted(only, key=int))} (and what they need) ran."
         )
-        if drained:
-            scenarios["9_postgres_drain"] = drained
-            nine = _phase(ctx, ["9_postgres_drain"], lambda: persistence.with_pg_ceiling(ctx, drained))
-            scenarios["9_postgres_drain"] = nine or {
-                **drained,
-                "status": "failed",
-                "error": "the asyncpg bulk insert ceiling failed; see the run's output and logs",
-            }
-        six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
-        if six:
-            scenarios["6_queries"] = six
-        pair = _phase(ctx, ["10_postgres_queries", "11_stats"], lambda: pg_queries.run(ctx))
-        stats_pg = None
-        if pair:
-            scenarios["10_postgres_queries"], stats_pg = pair
-        stats_mongo = _phase(ctx, ["11_stats"], lambda: counts.mongo(ctx))
-        if stats_pg or stats_mongo:
-            scenarios["11_stats"] = counts.combine(ctx, stats_pg, stats_mongo)
-        thirteen = _phase(ctx, ["13_ferretdb_postgresql"], lambda: ferretdb_pg.run(ctx, scenarios))
-        if thirteen:
-            scenarios["13_ferretdb_postgresql"] = thirteen
+    try:
+        _scenarios(ctx, scenarios, only)
     finally:
         ctx.procs.stop_all()
         _clean_up(ctx)
