@@ -269,6 +269,20 @@ def with_pg_ceiling(ctx: Context, nine: dict[str, Any]) -> dict[str, Any]:
             ceiling=one["events_per_second"],
             ceiling_label="bare unnest insert, one connection",
         ),
+        check(
+            "the service's statement, two connections vs the bare insert on two",
+            variants["service_statement_two_connections"]["events_per_second"],
+            "events/s",
+            ceiling=variants["bare_two_connections"]["events_per_second"],
+            ceiling_label="bare unnest insert, two connections",
+        ),
+        check(
+            "consumer drain vs the service's statement alone, one connection",
+            drained,
+            "events/s",
+            ceiling=service["events_per_second"],
+            ceiling_label="the service's statement, one connection",
+        ),
     ]
     return nine
 

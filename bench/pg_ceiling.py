@@ -9,7 +9,9 @@ values ``rows.columns_of`` gives for the decoded events), CONSUMER_MAX_BATCH_REC
   bench/scratch/pg_driver_bench.md found fastest for one statement per batch);
 - **bare, two connections**: the same statement with two batches in flight on two connections;
 - **service statement, one connection**: the service's own INSERT (repository.INSERT), which also moves
-  the counts over time (``activity_counts``) in the same statement: what the counts cost.
+  the counts over time (``activity_counts``) in the same statement: what the counts cost;
+- **service statement, two connections**: the same, two batches in flight (their count rows are the
+  same hot rows, so the second statement waits for the first one's commit to update them).
 
 The variants are interleaved in rounds of a few batches, so that the tables grow alike and the noise of a
 shared machine falls on all of them. Only the statements are timed (the rows are built before). The
@@ -39,8 +41,13 @@ BARE = (
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 ROUND_BATCHES = 20
-VARIANTS = ("bare_one_connection", "bare_two_connections", "service_statement")
-PIPELINED = "bare_two_connections"
+# name: (statement, connections it keeps busy)
+VARIANTS = {
+    "bare_one_connection": (BARE, 1),
+    "bare_two_connections": (BARE, 2),
+    "service_statement": (INSERT, 1),
+    "service_statement_two_connections": (INSERT, 2),
+}
 
 
 async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
@@ -60,10 +67,8 @@ async def ceiling(
             first = await asyncpg.connect(where, timeout=10)
             await first.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
             await first.close()
-            connections[variant] = [await _connect(where, schema)]
+            connections[variant] = [await _connect(where, schema) for _ in range(VARIANTS[variant][1])]
             await migrate(connections[variant][0])  # the service's tables and indexes, in this schema
-            if variant == "bare_two_connections":
-                connections[variant].append(await _connect(where, schema))
         return await _measure(connections, count, batch, columns)
     finally:
         for pair in connections.values():
@@ -88,25 +93,17 @@ async def _measure(
     for start in range(0, count, step):
         rows = [columns(s, min(s + batch, count)) for s in range(start, min(start + step, count), batch)]
         tenth = min(9, start * 10 // count)
-        for variant, sql in (("bare_one_connection", BARE), ("service_statement", INSERT)):
-            (connection,) = connections[variant]
-            for arrays in rows:
-                began = time.perf_counter()
-                returned[variant] += len(await connection.fetch(sql, *arrays))
-                took = time.perf_counter() - began
-                spent[variant] += took
-                tenths[variant][tenth] += took
-                latencies[variant].append(took)
-        # Two in flight: each connection takes the next batch as soon as its previous one is done.
-        queue = list(reversed(rows))
-        began = time.perf_counter()
-        done = await asyncio.gather(
-            *(_worker(c, queue, latencies["bare_two_connections"]) for c in connections[PIPELINED])
-        )
-        took = time.perf_counter() - began
-        returned["bare_two_connections"] += sum(done)
-        spent["bare_two_connections"] += took
-        tenths["bare_two_connections"][tenth] += took
+        for variant, (sql, _) in VARIANTS.items():
+            # With two connections, each takes the next batch as soon as its previous one is done.
+            queue = list(reversed(rows))
+            began = time.perf_counter()
+            done = await asyncio.gather(
+                *(_worker(c, sql, queue, latencies[variant]) for c in connections[variant])
+            )
+            took = time.perf_counter() - began
+            returned[variant] += sum(done)
+            spent[variant] += took
+            tenths[variant][tenth] += took
     for variant, pids in backends.items():
         server_cpu[variant] = sum(cpu_seconds(pid) for pid in pids) - server_cpu[variant]
     result: dict[str, Any] = {}
@@ -128,13 +125,13 @@ async def _measure(
 
 
 async def _worker(
-    connection: asyncpg.Connection, queue: list[list[list[Any]]], latencies: list[float]
+    connection: asyncpg.Connection, sql: str, queue: list[list[list[Any]]], latencies: list[float]
 ) -> int:
     done = 0
     while queue:
         arrays = queue.pop()
         began = time.perf_counter()
-        done += len(await connection.fetch(BARE, *arrays))
+        done += len(await connection.fetch(sql, *arrays))
         latencies.append(time.perf_counter() - began)
     return done
 

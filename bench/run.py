@@ -348,12 +348,16 @@ def _reductions(ctx: Context) -> None:
 
 def _clean_up(ctx: Context) -> None:
     prefix = f"bench_{ctx.run_id}_"
+
+    def bounded(step: Any) -> Any:  # a broker that never answers must not hold the results back
+        return asyncio.run(asyncio.wait_for(step, timeout=120))
+
     try:
-        topics = asyncio.run(delete_topics(ctx.kafka, prefix))
-        databases = asyncio.run(drop_databases(ctx.mongo, prefix))
-        databases += asyncio.run(drop_pg_databases(ctx.postgres, prefix))
+        topics = bounded(delete_topics(ctx.kafka, prefix))
+        databases = bounded(drop_databases(ctx.mongo, prefix))
+        databases += bounded(drop_pg_databases(ctx.postgres, prefix))
         ctx.say(f"cleaned up {len(topics)} topics and {len(databases)} databases of this run")
-    except Exception as exc:  # the results matter more than the clean-up; say what is left behind
+    except (Exception, TimeoutError) as exc:  # the results matter more than the clean-up: say what is left
         ctx.say(
             f"could not clean up ({type(exc).__name__}: {exc}); topics and databases named {prefix}* remain"
         )
