@@ -15,7 +15,7 @@ from activity_service.bootstrap import ServiceProvider
 from activity_service.infrastructure.observability.tracing import tracing_enabled
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
-from activity_service.interfaces.http import docs, problems
+from activity_service.interfaces.http import docs, explorer, problems
 from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
@@ -115,6 +115,7 @@ def create_app(
         app.include_router(router)
         routes.load(router.routes)
     docs.install(app, protect=security.protect_docs)
+    explorer.install(app)  # open: a static page; its data calls send the key (explorer/__init__.py)
     if settings.metrics_enabled:
         install_metrics_route(app, protect=security.protect_metrics)
     routes.load(app.router.routes)  # the ones declared on the app itself (docs, metrics)
