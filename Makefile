@@ -32,9 +32,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-# System packages the tests need beyond Python: redis-server (shared rate limits). Idempotent.
+# System packages the tests need beyond Python: redis-server (shared rate limits), and Debian's Chromium
+# for the explorer's browser tests (Playwright drives it; its own browser download is not used: ~35 s,
+# 130 packages, on a fresh Debian 12). Idempotent.
 deps-system:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 stack-up:
 	@bash scripts/stack.sh up
