@@ -3,12 +3,14 @@ method the fake forgot fails loudly."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
 from activity_service.domain.errors import PublishUnavailable, StoreUnavailable
+from activity_service.domain.feed import ActivityFeed, Cursor, FeedBatch, FeedEntry, FeedFilter, FeedOverflow
 from activity_service.domain.ports import (
     ActivityRepository,
     Clock,
@@ -44,16 +46,20 @@ class SequentialIds(IdGenerator):
 
 
 class InMemoryPublisher(EventPublisher):
-    """Keeps what was published; ``down`` makes it refuse like an unreachable broker."""
+    """Keeps what was published; ``down`` makes it refuse like an unreachable broker. What it publishes
+    also reaches ``feed``, when one is attached (a one-partition log)."""
 
     def __init__(self) -> None:
         self.published: list[Activity] = []
         self.down = False
+        self.feed: InMemoryFeed | None = None
 
     async def publish(self, activities: Sequence[Activity]) -> None:
         if self.down:
             raise PublishUnavailable("broker down", retry_after=3)
         self.published.extend(activities)
+        if self.feed is not None:
+            self.feed.append(activities)
 
     async def ping(self) -> None:
         if self.down:
@@ -129,6 +135,44 @@ class InMemoryRepository(ActivityRepository):
 
     async def ping(self) -> None:
         self._check()
+
+
+class InMemoryFeed(ActivityFeed):
+    """A one-partition log in memory: offsets are positions in ``log``. ``fail`` makes the next follow
+    raise it at once (FeedUnavailable); ``overflow`` makes waiting followers overflow."""
+
+    def __init__(self) -> None:
+        self.log: list[Activity] = []
+        self.fail: Exception | None = None
+        self.overflow = False
+        self._arrived = asyncio.Event()
+
+    def append(self, activities: Sequence[Activity]) -> None:
+        self.log.extend(activities)
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
+
+    def push_overflow(self) -> None:
+        self.overflow = True
+        self.append([])
+
+    async def follow(self, matching: FeedFilter, start: Cursor | None) -> AsyncIterator[FeedBatch]:
+        if self.fail is not None:
+            raise self.fail
+        offset = len(self.log) if start is None else max(0, min(start.get(0, 0), len(self.log)))
+        yield FeedBatch((), {0: offset})
+        while True:
+            arrived = self._arrived
+            if self.overflow:
+                raise FeedOverflow("the fake fell behind")
+            entries = []
+            for index in range(offset, len(self.log)):
+                if matching.matches(self.log[index]):
+                    entries.append(FeedEntry(self.log[index], {0: index + 1}, index))
+            offset = len(self.log)
+            if entries:
+                yield FeedBatch(entries, {0: offset})
+            await arrived.wait()
 
 
 class InMemoryCounts(ActivityCounts):

@@ -11,12 +11,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
+from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
 from activity_service.application.list_activities import ListActivities
@@ -30,7 +32,8 @@ from activity_service.domain.delivery import Settled
 from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetterTopic
 from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
-from activity_service.infrastructure.kafka.topics import ensure_topics
+from activity_service.infrastructure.kafka.tail import KafkaTail
+from activity_service.infrastructure.kafka.topics import ensure_topics, partitions_of
 from activity_service.infrastructure.mongo.store import open_mongo_store
 from activity_service.infrastructure.observability.consumer import ConsumerMetrics
 from activity_service.infrastructure.postgres.store import open_postgres_store
@@ -61,6 +64,7 @@ class ApiServices:
     get_activity: GetActivity
     get_event_status: GetEventStatus
     count_activities: CountActivities
+    follow_activities: FollowActivities
     readiness: CheckReadiness
 
 
@@ -81,6 +85,13 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             database.progress, settings.kafka.topic, partitions=settings.kafka.topic_partitions
         )
         clock, ids = SystemClock(), Uuid7Ids()
+        tail = KafkaTail(
+            partial(_feed_consumer, settings),
+            settings.kafka.topic,
+            partial(partitions_of, settings.kafka.bootstrap_servers, settings.kafka.topic),
+            buffer_events=settings.stream.buffer_events,
+            idle_seconds=settings.stream.idle_seconds,
+        )
         try:
             yield ApiServices(
                 record_activity=RecordActivity(publisher, clock, ids),
@@ -89,11 +100,13 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
                 count_activities=CountActivities(database.counts, freshness),
+                follow_activities=FollowActivities(tail),
                 readiness=CheckReadiness(
                     {"kafka": publisher.ping, database.kind: database.ping}, timeout_seconds=2.0
                 ),
             )
         finally:
+            await tail.close()
             await publisher.close()
 
 
@@ -182,6 +195,18 @@ async def replay_service(settings: Settings, store: OpenStore = open_store) -> A
             f"{database.server}, {database.where}",
             ReplayActivities(database.activities, database.dead_letters),
         )
+
+
+def _feed_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer of no group, for the live tail: it reads, commits nothing, disturbs no consumer."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=None,
+        client_id=f"{settings.kafka.client_id}-tail",
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        fetch_max_wait_ms=100,  # a live view: what arrives is sent within a tenth of a second
+    )
 
 
 @asynccontextmanager

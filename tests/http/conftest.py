@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
+from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
 from activity_service.application.list_activities import ListActivities
@@ -23,12 +25,19 @@ from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
 from activity_service.bootstrap import ApiServices
 from activity_service.infrastructure.rate_limit import TokenBuckets
-from activity_service.infrastructure.settings import ApiSettings, AuthSettings, IngestSettings, Settings
+from activity_service.infrastructure.settings import (
+    ApiSettings,
+    AuthSettings,
+    IngestSettings,
+    Settings,
+    StreamSettings,
+)
 from activity_service.interfaces.http.app import create_app
 from tests.fakes import (
     FixedClock,
     InMemoryCounts,
     InMemoryDeadLetterLog,
+    InMemoryFeed,
     InMemoryProgressLog,
     InMemoryPublisher,
     InMemoryRepository,
@@ -63,6 +72,10 @@ class Fakes:
     progress: InMemoryProgressLog = field(default_factory=InMemoryProgressLog)
     clock: FixedClock = field(default_factory=FixedClock)
     ids: SequentialIds = field(default_factory=SequentialIds)
+    feed: InMemoryFeed = field(default_factory=InMemoryFeed)
+
+    def __post_init__(self) -> None:
+        self.publisher.feed = self.feed  # what is published reaches the live tail, as through Kafka
 
     def services(self, max_batch_items: int) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
         @asynccontextmanager
@@ -75,6 +88,7 @@ class Fakes:
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
+                follow_activities=FollowActivities(self.feed),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
                 ),
@@ -89,6 +103,7 @@ def settings(
     auth: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
     ingest: dict[str, Any] | None = None,
+    stream: dict[str, Any] | None = None,
     **top: Any,
 ) -> Settings:
     """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
@@ -96,6 +111,7 @@ def settings(
         auth=AuthSettings.explicit(api_keys=json.dumps(KEYS if keys is None else keys), **(auth or {})),
         api=ApiSettings.explicit(**(api or {})),
         ingest=IngestSettings.explicit(**(ingest or {})),
+        stream=StreamSettings.explicit(**(stream or {})),
         **top,
     )
 
@@ -110,16 +126,25 @@ async def serve(
     peer: tuple[str, int] = PEER,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ``fakes``, started (lifespan) and stopped around the block; the client sends ``key``."""
-    config = config if config is not None else settings()
-    app = create_app(
-        config, services=fakes.services(config.ingest.max_batch_items), rate_limiter=rate_limiter
-    )
-    transport = httpx.ASGITransport(app=app, client=peer)
-    async with app.router.lifespan_context(app):
+    async with started(fakes, config, rate_limiter=rate_limiter) as app:
+        transport = httpx.ASGITransport(app=app, client=peer)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api.test", headers=bearer(key) if key else {}
         ) as client:
             yield client
+
+
+@asynccontextmanager
+async def started(
+    fakes: Fakes, config: Settings | None = None, *, rate_limiter: TokenBuckets | None = None
+) -> AsyncIterator[FastAPI]:
+    """The app over ``fakes`` with its lifespan running (for clients other than httpx's, e.g. streams)."""
+    config = config if config is not None else settings()
+    app = create_app(
+        config, services=fakes.services(config.ingest.max_batch_items), rate_limiter=rate_limiter
+    )
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 @pytest.fixture

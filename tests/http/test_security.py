@@ -77,6 +77,8 @@ async def test_every_documented_api_route_needs_a_key_with_the_right_scope(fakes
             assert 'error="insufficient_scope"' in forbidden.headers["www-authenticate"]
 
             right_key = READER_KEY if method == "GET" else WRITER_KEY
+            if path == "/api/activities/stream":
+                continue  # it never ends by itself: test_stream.py checks it is served to the right key
             for headers in (bearer(right_key), {"X-API-Key": right_key}, bearer(HASHED_KEY)):
                 allowed = await http.request(method, path, json=body, headers=headers)
                 assert allowed.status_code not in (401, 403), (method, path, headers, allowed.text)

@@ -157,6 +157,21 @@ class ConsumerSettings(_Section):
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
 
+class StreamSettings(_Section):
+    """The live tail (GET /api/activities/stream)."""
+
+    model_config = _config("STREAM_")
+
+    max_clients: int = Field(default=200, ge=1, description="Open streams per API process; beyond, 503.")
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    buffer_events: int = Field(
+        default=20_000, ge=100, description="Recent events held for followers; fall further behind: overflow."
+    )
+    idle_seconds: float = Field(
+        default=30.0, ge=0, description="The tail stops this long after the last stream."
+    )
+
+
 class RetentionSettings(_Section):
     model_config = _config("RETENTION_")
 
@@ -281,5 +296,6 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)

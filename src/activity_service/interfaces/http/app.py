@@ -27,6 +27,7 @@ from activity_service.interfaces.http.routes import ROUTERS
 from activity_service.interfaces.http.security.gate import ApiGate
 from activity_service.interfaces.http.security.headers import SecurityHeaders
 from activity_service.interfaces.http.security.policy import HttpSecurity
+from activity_service.interfaces.http.stream import Streams
 
 DESCRIPTION = """
 Ingest API for user-activity events. `POST` answers **202** only once Kafka acknowledged the event; a
@@ -78,6 +79,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.security = security
+    app.state.streams = Streams(settings.stream.max_clients, settings.stream.heartbeat_seconds)
     routes = RouteTable()  # filled once every route is declared, below
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()

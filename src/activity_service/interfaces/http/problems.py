@@ -22,6 +22,7 @@ from activity_service.domain.errors import (
     PublishUnavailable,
     StoreUnavailable,
 )
+from activity_service.domain.feed import FeedUnavailable
 from activity_service.interfaces.http.observability import rejected_events
 from activity_service.interfaces.http.route_table import RouteTable, route_path
 from activity_service.interfaces.http.schemas.common import field_errors
@@ -82,6 +83,13 @@ def install(app: FastAPI, routes: RouteTable) -> None:
             503,
             f"Nothing was accepted: {reason}. Retry later; resending with the same id is safe.",
             headers={"Retry-After": str(exc.retry_after)},
+        )
+
+    @app.exception_handler(FeedUnavailable)
+    async def _feed_unavailable(_: Request, exc: FeedUnavailable) -> JSONResponse:
+        log.warning("answering 503: %s", exc)
+        return problem(
+            503, "The event log cannot be read right now; retry later.", headers={"Retry-After": "2"}
         )
 
     @app.exception_handler(StoreUnavailable)
