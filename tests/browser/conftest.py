@@ -98,12 +98,13 @@ def seed(now: datetime) -> list[dict[str, object]]:
     return items
 
 
-@pytest.fixture(scope="module", params=["mongodb", "postgresql"])
+@pytest.fixture(scope="package", params=["mongodb", "postgresql"])
 def site(
     request: pytest.FixtureRequest, stack: Stack, run_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
-    """A deployment (API + consumer) on each store, holding ``seed``'s activities."""
-    name = f"browser_{run_id}_{request.module.__name__.rsplit('.', 1)[-1][:12]}_{request.param[:5]}"
+    """A deployment (API + consumer) on each store, holding ``seed``'s activities, shared by the browser
+    tests (they add activities of users of their own)."""
+    name = f"browser_{run_id}_{request.param}"
     deployment = Deployment(
         stack=stack,
         name=name,
@@ -132,7 +133,9 @@ def site(
         in_thread(forget(stack, name))
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: sync Playwright keeps an event loop running in the main thread while it
+# is started, which would stop every asyncio test that runs after this directory.
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: run `make deps-system` (apt-get install chromium)", pytrace=False)

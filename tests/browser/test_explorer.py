@@ -5,7 +5,7 @@ filter, walk cursor pages forward and back, read the chart, see errors. Every wa
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,11 +86,18 @@ def test_a_read_key_filters_and_cursor_pages_forward_and_back(page: Page, site: 
 def test_the_chart_totals_equal_the_stats_api(page: Page, site: Site) -> None:
     open_with_key(page, site)
     caption = page.locator("#chart-caption")
-    # Without dates: the last 24 hours by hour, holding every seeded activity.
+    # Without dates: the last 24 hours by hour, holding every activity stored (all of the last hours).
+    now = datetime.now(UTC)
+    with api(site.base_url) as http:
+        params = {"interval": "hour", "startDate": to_iso(now - timedelta(days=1)), "endDate": to_iso(now)}
+        everything = sum(
+            b["total"] for b in http.get("/api/activities/stats", params=params).json()["buckets"]
+        )
+    assert everything >= 58
     expect(caption).to_contain_text(
-        re.compile(r"^58 activities in 2[45] buckets of one hour, the last 24 hours")
+        re.compile(rf"^{everything} activities in 2[45] buckets of one hour, the last 24 hours")
     )
-    expect(page.locator("#chart-summary")).to_have_text("58 in total")
+    expect(page.locator("#chart-summary")).to_have_text(f"{everything} in total")
 
     start, end = site.seeded_at - timedelta(hours=2), site.seeded_at + timedelta(minutes=5)
     page.get_by_label("User id").fill("alice")
