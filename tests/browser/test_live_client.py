@@ -89,7 +89,8 @@ def test_the_tail_shows_what_is_accepted_and_resumes_after_the_last_id(
         # then never answered: a stream with nothing new to say
 
     page.route(STREAM, serve)
-    start_tail(page, fake_site)
+    with page.expect_request(lambda r: r.headers.get("last-event-id") == "a4"):  # the fifth
+        start_tail(page, fake_site)
     live = page.get_by_role("log")
     expect(live.get_by_role("listitem")).to_have_count(4)
     expect(live.locator("code")).to_have_text(["live-4", "live-3", "live-2", "live-1"])  # newest first
@@ -123,3 +124,28 @@ def test_a_refused_tail_stops_and_says_why(page: Page, fake_site: FakeSite) -> N
     expect(toggle).to_have_attribute("aria-pressed", "false")
     expect(page.locator("#live-status")).to_have_text("Stopped.")
     assert len(requests) == 1
+
+
+def test_new_filters_start_a_new_tail_with_an_empty_list(page: Page, fake_site: FakeSite) -> None:
+    answered = False
+
+    def serve(route: Route, request: Request) -> None:
+        nonlocal answered
+        if not answered:
+            answered = True
+            route.fulfill(**stream(message("ready", "r0", {}) + message("accepted", "a1", item(1))))
+        # the stream closes after a1; the reconnect, and the tail for bob, stay open with nothing new
+
+    page.route(STREAM, serve)
+    with page.expect_request(lambda r: r.headers.get("last-event-id") == "a1") as resumed:
+        start_tail(page, fake_site, user="alice")
+    assert resumed.value.url.endswith("/api/activities/stream?userId=alice")
+    live = page.get_by_role("log").get_by_role("listitem")
+    expect(live).to_have_count(1)
+    page.get_by_label("User id").fill("bob")
+    with page.expect_request(STREAM) as restarted:
+        page.get_by_role("button", name="Apply filters").click()
+    assert restarted.value.url.endswith("/api/activities/stream?userId=bob")
+    assert "last-event-id" not in restarted.value.headers, "another filter's position means nothing here"
+    expect(live).to_have_count(0)
+    expect(page.locator("#live-status")).to_have_text("Connecting…")

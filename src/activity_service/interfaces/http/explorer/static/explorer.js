@@ -29,6 +29,7 @@ const state = {
   cursors: [""], // the cursor of every page up to the one shown: Previous pops, Next pushes
   nextCursor: null,
   freshUntil: null,
+  lastStats: null, // redrawn when the chart's width changes
   live: null,
   requests: { list: null, chart: null },
   errors: new Map(),
@@ -96,6 +97,7 @@ $("key-form").addEventListener("submit", (event) => {
   showError("Key", null);
   keyStatus();
   applyFilters();
+  if (state.live) restartLive(); // with the new key
 });
 
 $("forget-key").addEventListener("click", () => {
@@ -156,10 +158,7 @@ function applyFilters() {
   if (!state.key) return;
   loadPage();
   loadChart();
-  if (state.live && liveChanged) {
-    stopLive();
-    startLive();
-  }
+  if (state.live && liveChanged) restartLive();
 }
 
 $("filters").addEventListener("submit", (event) => {
@@ -429,6 +428,12 @@ function stopLive() {
   toggle.textContent = "Start live tail";
   $("live-status").textContent = "Off.";
   showError("Live tail", null);
+}
+
+function restartLive() {
+  stopLive();
+  $("live").replaceChildren(); // what it showed was for other filters (or another key)
+  startLive();
 }
 
 $("live-toggle").addEventListener("click", () => (state.live ? stopLive() : startLive()));
