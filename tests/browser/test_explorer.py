@@ -136,6 +136,8 @@ def test_api_errors_are_shown_with_their_detail(page: Page, site: Site) -> None:
     page.get_by_role("button", name="Apply filters").click()
     expect(alert).to_contain_text("Chart: 400 Bad Request — The request is not valid.")
     expect(alert.locator("li")).to_contain_text(re.compile(r"^interval: \d+ minute buckets"))
+    expect(page.locator("#chart svg")).to_have_count(0)  # the chart of the filters before is taken down
+    expect(page.locator("#chart-caption")).to_have_text(re.compile("^No chart: the counts could not be read"))
 
     page.get_by_role("button", name="Forget key").click()
     assert page.evaluate("() => sessionStorage.length") == 0

@@ -105,10 +105,7 @@ $("forget-key").addEventListener("click", () => {
   state.key = null;
   stopLive();
   $("activities").tBodies[0].replaceChildren();
-  $("chart").replaceChildren();
-  $("chart-table").tBodies[0].replaceChildren();
-  $("chart-summary").textContent = "";
-  $("chart-caption").textContent = "Set a key to draw the chart.";
+  clearChart("Set a key to draw the chart.");
   state.errors.clear();
   showError("Key", null);
   keyStatus();
@@ -285,6 +282,15 @@ $("refresh").addEventListener("click", () => {
 
 // --- the chart -----------------------------------------------------------------------------------------
 
+/** Takes down what the chart showed, so that it is never taken for the answer to other filters. */
+function clearChart(caption) {
+  state.lastStats = null;
+  $("chart").replaceChildren();
+  $("chart-table").tBodies[0].replaceChildren();
+  $("chart-summary").textContent = "";
+  $("chart-caption").textContent = caption;
+}
+
 function chartRange(filters) {
   const end = filters.end || new Date();
   const start = filters.start || new Date(end.getTime() - DAY_MS);
@@ -298,6 +304,7 @@ async function loadChart() {
   const range = chartRange(state.filters);
   const interval = state.filters.interval === "auto" ? chooseInterval(range.start, range.end) : state.filters.interval;
   if (interval === null) {
+    clearChart("No chart for this range.");
     showError("Chart", new ApiError(0, {
       title: "Range too long to chart",
       detail: `More than ${number.format(MAX_BUCKETS)} days: narrow “From” and “To”.`,
@@ -314,7 +321,7 @@ async function loadChart() {
     const stats = await getJson("/api/activities/stats", params, state.key, controller.signal);
     const sum = total(stats);
     const peak = stats.buckets.reduce((best, bucket) => (bucket.total > best.total ? bucket : best), { total: 0 });
-    const per = { minute: "minute", hour: "hour", day: "day" }[stats.interval];
+    const per = stats.interval;
     const span = range.defaulted ? "the last 24 hours" : `${formatTime(range.start.toISOString())} to ${formatTime(range.end.toISOString())}`;
     $("chart-summary").textContent = `${number.format(sum)} in total`;
     const description = `${number.format(sum)} activities in ${number.format(stats.buckets.length)} buckets of one ${per}, ` +
@@ -327,6 +334,7 @@ async function loadChart() {
     showError("Chart", null);
   } catch (error) {
     if (error.name === "AbortError") return;
+    clearChart("No chart: the counts could not be read (see the error above).");
     showError("Chart", asProblem(error));
   } finally {
     if (state.requests.chart === controller) area.setAttribute("aria-busy", "false");
