@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.interfaces.http.problems import problem
+from activity_service.interfaces.http.route_table import route_path
 
 
 def is_json(content_type: str) -> bool:
@@ -89,8 +90,8 @@ class IngestGuard:
         accept_queue: AcceptQueue | None = None,
         max_accept_queue: int = 64,
     ) -> None:
-        """``limits``: the largest body, in bytes, that a POST to each path may carry. An ingest request
-        is refused with 503 at once, before its body is read, while ``max_concurrent`` of them are in
+        """``limits``: the largest body, in bytes, that a POST to each (routed) path may carry. An ingest
+        request is refused with 503 at once, before its body is read, while ``max_concurrent`` of them are in
         progress, while the event loop runs more than ``max_loop_lag`` seconds late, or while more than
         ``max_accept_queue`` connections wait to be accepted: overload is refused promptly (a refusal
         costs a fraction of an acceptance, so the queue drains) instead of queueing behind a busy CPU."""
@@ -104,9 +105,8 @@ class IngestGuard:
         self.lag = LoopLag()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = (
-            self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        )
+        post = scope["type"] == "http" and scope["method"] == "POST"
+        limit = self.limits.get(route_path(scope)) if post else None
         if limit is None:
             await self.app(scope, receive, send)
             return

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from activity_service.interfaces.http.route_table import route_path
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 _ALWAYS = [
@@ -25,7 +27,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = scope["path"].startswith(self.cacheable_prefix)
+        cacheable = route_path(scope).startswith(self.cacheable_prefix)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
