@@ -131,3 +131,15 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_api_refuses_to_start_with_a_key_shipped_in_the_repository(deployment: Deployment) -> None:
+    example = json.dumps(
+        [{"name": "CHANGE-ME", "key": "CHANGE-ME-generate-a-long-random-key", "scopes": [READ]}]
+    )
+    refused = run_api(deployment, AUTH_API_KEYS=example)
+    assert refused.returncode != 0
+    assert "refusing to start" in refused.stderr and "CHANGE-ME" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    laptop = json.dumps([{"name": "local", "key": "local-dev-key-not-a-secret", "scopes": [READ]}])
+    assert "refusing to start" in run_api(deployment, AUTH_API_KEYS=laptop).stderr

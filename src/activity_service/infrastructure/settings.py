@@ -183,6 +183,12 @@ class RetentionSettings(_Section):
 
 ApiScope = Literal["activities:write", "activities:read"]
 MIN_KEY_LENGTH = 16
+# Keys that are shipped in this repository and so are no secret: k8s/secret.example.yaml's placeholders
+# (anything holding PLACEHOLDER_MARK) and docker/app.env's committed laptop key (by digest, so that its
+# sha256 form is known too). The API refuses them unless APP_ENV=development.
+PLACEHOLDER_MARK = "CHANGE-ME"
+COMMITTED_DEV_KEYS = ("local-dev-key-not-a-secret",)
+_COMMITTED_DIGESTS = frozenset(hashlib.sha256(key.encode()).digest() for key in COMMITTED_DEV_KEYS)
 
 
 class ApiKey(BaseModel):
@@ -203,6 +209,13 @@ class ApiKey(BaseModel):
         if self.key is not None and len(self.key.get_secret_value()) < MIN_KEY_LENGTH:
             raise ValueError(f"key {self.name!r}: a key must be at least {MIN_KEY_LENGTH} characters")
         return self
+
+    @property
+    def shipped(self) -> bool:
+        """A placeholder or a key committed to this repository: anyone can read it, so it guards nothing."""
+        if self.key is not None and PLACEHOLDER_MARK in self.key.get_secret_value():
+            return True
+        return self.digest in _COMMITTED_DIGESTS
 
     @property
     def digest(self) -> bytes:
@@ -279,6 +292,11 @@ def _comma_list(value: str) -> list[str]:
 class Settings(_Section):
     model_config = _config("")
 
+    app_env: Literal["production", "development"] = Field(
+        default="production",
+        description="development allows the keys shipped in this repository (docker/app.env's, the k8s "
+        "example's placeholders); production refuses to start with them.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: text when stderr is a terminal, JSON lines otherwise."

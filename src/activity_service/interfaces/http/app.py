@@ -50,7 +50,10 @@ def create_app(
     app starts, and the rate limit the settings describe. Tests and the bench pass their own ``services``
     (use cases over other adapters) and ``rate_limiter`` (none: no limit) through the same door."""
     settings = settings if settings is not None else Settings()
-    security = HttpSecurity.from_settings(settings.auth, settings.api)  # refuses an open API by mistake
+    # Refuses an open API by mistake, and the keys shipped in the repository outside development.
+    security = HttpSecurity.from_settings(
+        settings.auth, settings.api, development=settings.app_env == "development"
+    )
     if services is None:
         if rate_limiter is not None:
             raise TypeError("create_app: pass rate_limiter only with services (else the settings decide)")
