@@ -24,6 +24,10 @@ def make(
     return Activity.record(id=f"e{n:04d}", user_id=user, action=action, received_at=at, timestamp=at, **extra)
 
 
+def vars_of(activity: Activity) -> dict[str, Any]:
+    return {name: getattr(activity, name) for name in activity.__dataclass_fields__}
+
+
 async def test_storing_is_idempotent_by_event_id(store: Store) -> None:
     first = await store.activities.add_many([make(1), make(2)])
     again = await store.activities.add_many([make(2), make(3), make(1)])
@@ -78,7 +82,9 @@ async def test_times_keep_milliseconds_exactly(store: Store) -> None:
 async def test_every_activity_gets_a_verdict_even_a_shape_some_stores_refuse(
     store: Store, metadata: dict[str, Any]
 ) -> None:
-    odd = make(2, metadata=metadata)
+    # Built as a store reads one back (no input rule): the API no longer accepts NUL in strings, but an
+    # event accepted before that rule may still be on the topic, and the store must still give a verdict.
+    odd = Activity.restore(**{**vars_of(make(2)), "metadata": metadata})
     outcome = await store.activities.add_many([make(1), odd, make(3)])
     assert outcome.inserted + outcome.duplicates + len(outcome.rejected) == 3
     assert set(outcome.rejected) <= {odd.id}

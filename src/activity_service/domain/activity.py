@@ -17,6 +17,11 @@ MAX_USER_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 128
 # Device clocks drift, so a little future is normal; a timestamp further ahead than this is a bug.
 MAX_FUTURE_SKEW = timedelta(hours=24)
+# No event of this service predates it: earlier times are broken clocks (or year 1 from a zero value).
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+# The most a client's clock may be corrected by (sentAt against receivedAt): more is a clock so broken
+# that its timestamps mean nothing, and would let one request move its event anywhere in time.
+MAX_CLOCK_CORRECTION = timedelta(days=7)
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_IP_LENGTH = 64
 _ZERO = timedelta(0)
@@ -28,9 +33,12 @@ JsonObject = Mapping[str, Any]
 class Activity:
     """An accepted activity.
 
-    Invariants: ``id`` is a valid event id; ``user_id`` and ``action`` are non-empty and bounded; every
-    time is timezone-aware UTC; ``timestamp`` is not more than MAX_FUTURE_SKEW after ``received_at``;
-    ``metadata`` is a JSON object that any MongoDB-compatible store can hold (see domain.metadata).
+    Invariants: ``id`` is a valid event id; ``user_id`` and ``action`` are non-empty, bounded, printable
+    text (no control, bidi, zero-width or other format characters); every time is timezone-aware UTC;
+    ``timestamp`` is not before EARLIEST_TIMESTAMP nor more than MAX_FUTURE_SKEW after ``received_at``;
+    ``sent_at`` (the client's clock when it sent the event) is within MAX_CLOCK_CORRECTION of
+    ``received_at``; ``metadata`` is a JSON object that every supported store can hold (see
+    domain.metadata).
     ``timestamp`` is the effective event time; ``original_timestamp`` keeps the client's own value when
     it was corrected for clock skew with ``sent_at``.
     """
@@ -150,11 +158,26 @@ def _problems(a: Activity) -> list[FieldError]:
         errors.append(FieldError("ipAddress", f"must be a string of at most {MAX_IP_LENGTH} characters"))
     if a.trace_id is not None and (not isinstance(a.trace_id, str) or TRACE_ID.fullmatch(a.trace_id) is None):
         errors.append(FieldError("traceId", "must be 32 lowercase hexadecimal digits"))
-    if not errors and a.timestamp - a.received_at > MAX_FUTURE_SKEW:
-        hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
-        errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
+    if not errors:
+        _time_problems(errors, a)
     errors.extend(metadata_problems(a.metadata))
     return errors
+
+
+def _time_problems(errors: list[FieldError], a: Activity) -> None:
+    if a.timestamp - a.received_at > MAX_FUTURE_SKEW:
+        hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
+        errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
+    elif a.timestamp < EARLIEST_TIMESTAMP:
+        errors.append(FieldError("timestamp", f"must not be before {EARLIEST_TIMESTAMP.date().isoformat()}"))
+    if a.sent_at is not None and abs(a.sent_at - a.received_at) > MAX_CLOCK_CORRECTION:
+        errors.append(
+            FieldError(
+                "sentAt",
+                f"is more than {MAX_CLOCK_CORRECTION.days} days from the time it was received: the "
+                "client's clock cannot be corrected by that much",
+            )
+        )
 
 
 def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -> None:
@@ -164,3 +187,11 @@ def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -
         errors.append(FieldError(name, f"must be at most {limit} characters"))
     elif "\x00" in value:
         errors.append(FieldError(name, "must not contain NUL characters"))
+    elif not value.isprintable():  # C-fast; False for every Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs but " "
+        errors.append(
+            FieldError(
+                name,
+                "must not contain control, bidi, zero-width or other invisible characters "
+                "(spaces other than U+0020 included)",
+            )
+        )

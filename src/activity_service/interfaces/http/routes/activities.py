@@ -31,6 +31,7 @@ from activity_service.interfaces.http.schemas.reads import (
 )
 from activity_service.interfaces.http.schemas.stats import StatsOut, StatsParams, stats_body
 from activity_service.interfaces.http.security.throttle import budget_of
+from activity_service.interfaces.http.strict_json import StrictJsonRoute
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry-After."}
@@ -40,6 +41,7 @@ UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry
 router = APIRouter(
     prefix="/api/activities",
     tags=["activities"],
+    route_class=StrictJsonRoute,  # bodies are strict JSON: UTF-8, no NaN, no duplicate key (strict_json.py)
     responses={
         401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
         403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
