@@ -80,6 +80,7 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             settings.kafka.topic,
             timeout_seconds=settings.ingest.publish_timeout_seconds,
             max_in_flight=settings.ingest.max_in_flight_events,
+            max_in_flight_bytes=settings.ingest.max_in_flight_bytes,
         )
         freshness = ReadFreshness(
             database.progress, settings.kafka.topic, partitions=settings.kafka.topic_partitions

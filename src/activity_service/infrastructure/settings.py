@@ -110,6 +110,16 @@ class ApiSettings(_Section):
     cors_origins: str = Field(
         default="", description="Comma-separated origins a browser may call the API from; none by default."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request's body must arrive within this after its headers (408)."
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="A request's line and headers, at most (else 431)."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="An idle connection is closed after this.")
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -137,12 +147,18 @@ class IngestSettings(_Section):
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     max_in_flight_events: int = Field(default=20_000, ge=1)
+    max_in_flight_bytes: int = Field(
+        default=67_108_864, ge=1_048_576, description="Encoded events held by the publisher, at most."
+    )
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_loop_lag_seconds: float = Field(default=0.25, gt=0)
     max_accept_queue: int = Field(default=64, ge=1)
     max_batch_items: int = Field(default=500, ge=1)
     max_batch_bytes: int = Field(default=1_048_576, ge=1024)
     max_event_bytes: int = Field(default=32_768, ge=256)
+    max_body_bytes_in_progress: int = Field(
+        default=16_777_216, ge=1024, description="Bodies of the ingest requests alive, at most (then 503)."
+    )
 
 
 class ConsumerSettings(_Section):

@@ -110,6 +110,7 @@ def create_app(
             max_loop_lag=ingest.max_loop_lag_seconds,
             accept_queue=accept_queue,
             max_accept_queue=ingest.max_accept_queue,
+            max_body_bytes=ingest.max_body_bytes_in_progress,
         ),
         Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
     ]

@@ -7,6 +7,7 @@ import gc
 from fastapi import FastAPI
 
 from activity_service.infrastructure.settings import Settings
+from activity_service.interfaces.http.connections import BoundedHttpToolsProtocol
 
 
 def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
@@ -31,6 +32,13 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
         proxy_headers=False,  # the client address comes from the socket, never from a header
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Deadlines for reading each request and a bound on its headers (connections.py).
+        http=BoundedHttpToolsProtocol.with_limits(
+            head_timeout=settings.api.header_timeout_seconds,
+            body_timeout=settings.api.body_timeout_seconds,
+            max_head_bytes=settings.api.max_header_bytes,
+        ),
+        timeout_keep_alive=settings.api.keep_alive_seconds,
     )
     server = uvicorn.Server(config)
     # Bound here rather than by uvicorn so that the ingest guard can watch its accept queue.
