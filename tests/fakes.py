@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
-from activity_service.domain.errors import PublishUnavailable, StoreUnavailable
+from activity_service.domain.errors import PublishUnavailable, QueryTimedOut, StoreUnavailable
 from activity_service.domain.feed import ActivityFeed, Cursor, FeedBatch, FeedEntry, FeedFilter, FeedOverflow
 from activity_service.domain.ports import (
     ActivityRepository,
@@ -75,10 +75,21 @@ class InMemoryRepository(ActivityRepository):
         self.refuse: set[str] = set()
         self.failures = 0
         self.down = False
+        self.slow: asyncio.Event | None = None
+        """When set, every read waits for it (a costly query in progress)."""
+        self.timed_out = False
+        """Every read runs past its time limit."""
 
     def _check(self) -> None:
         if self.down:
             raise StoreUnavailable("the fake store is down")
+        if self.timed_out:
+            raise QueryTimedOut("the fake read ran past its time limit")
+
+    async def _read(self) -> None:
+        self._check()
+        if self.slow is not None:
+            await self.slow.wait()
 
     async def add_many(
         self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
@@ -110,7 +121,7 @@ class InMemoryRepository(ActivityRepository):
         return len(expired)
 
     async def find(self, query: ActivityQuery) -> ActivityPage:
-        self._check()
+        await self._read()
         matching = [
             a
             for a in self.documents.values()
@@ -125,12 +136,14 @@ class InMemoryRepository(ActivityRepository):
             position = (query.after.timestamp, query.after.id)
             matching = [a for a in matching if (a.timestamp, a.id) < position]
         window = matching[query.skip : query.skip + query.limit + 1]
+        capped = query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=window[: query.limit],
-            total=total if query.count_total else None,
+            total=(query.count_limit if capped else total) if query.count_total else None,
             page=query.page,
             limit=query.limit,
             has_more=len(window) > query.limit,
+            total_capped=capped and query.count_total,
         )
 
     async def ping(self) -> None:

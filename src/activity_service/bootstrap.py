@@ -49,9 +49,10 @@ OpenStore = Callable[[Settings], AbstractAsyncContextManager[Store]]
 
 def open_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
     """The database the STORE setting names."""
+    bounds = {"read_timeout_ms": settings.query.timeout_ms, "ping_timeout_ms": settings.readiness.timeout_ms}
     if settings.store == "postgresql":
-        return open_postgres_store(settings.postgres)
-    return open_mongo_store(settings.mongodb)
+        return open_postgres_store(settings.postgres, **bounds)
+    return open_mongo_store(settings.mongodb, **bounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +98,19 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             yield ApiServices(
                 record_activity=RecordActivity(publisher, clock, ids),
                 record_batch=RecordBatch(publisher, clock, ids, max_items=settings.ingest.max_batch_items),
-                list_activities=ListActivities(database.activities, freshness),
+                list_activities=ListActivities(
+                    database.activities,
+                    freshness,
+                    max_depth=settings.query.max_depth,
+                    max_count=settings.query.max_count,
+                ),
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
                 count_activities=CountActivities(database.counts, freshness),
                 follow_activities=FollowActivities(tail),
                 readiness=CheckReadiness(
-                    {"kafka": publisher.ping, database.kind: database.ping}, timeout_seconds=2.0
+                    {"kafka": publisher.ping, database.kind: database.ping},
+                    timeout_seconds=settings.readiness.timeout_ms / 1000,
                 ),
             )
         finally:

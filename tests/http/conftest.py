@@ -29,6 +29,7 @@ from activity_service.infrastructure.settings import (
     ApiSettings,
     AuthSettings,
     IngestSettings,
+    QuerySettings,
     Settings,
     StreamSettings,
 )
@@ -77,14 +78,21 @@ class Fakes:
     def __post_init__(self) -> None:
         self.publisher.feed = self.feed  # what is published reaches the live tail, as through Kafka
 
-    def services(self, max_batch_items: int) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
+    def services(
+        self, max_batch_items: int, query: QuerySettings | None = None
+    ) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
+        """The use cases over the fakes, bounded as ``query`` says (the defaults when None)."""
+        query = query if query is not None else QuerySettings.explicit()
+
         @asynccontextmanager
         async def provide() -> AsyncIterator[ApiServices]:
             freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
             yield ApiServices(
                 record_activity=RecordActivity(self.publisher, self.clock, self.ids),
                 record_batch=RecordBatch(self.publisher, self.clock, self.ids, max_items=max_batch_items),
-                list_activities=ListActivities(self.repository, freshness),
+                list_activities=ListActivities(
+                    self.repository, freshness, max_depth=query.max_depth, max_count=query.max_count
+                ),
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
@@ -103,7 +111,9 @@ def settings(
     auth: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
     ingest: dict[str, Any] | None = None,
-    stream: dict[str, Any] | None = None,
+    QuerySettings,
+    Settings,
+    StreamSettings,
     **top: Any,
 ) -> Settings:
     """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
@@ -111,7 +121,9 @@ def settings(
         auth=AuthSettings.explicit(api_keys=json.dumps(KEYS if keys is None else keys), **(auth or {})),
         api=ApiSettings.explicit(**(api or {})),
         ingest=IngestSettings.explicit(**(ingest or {})),
-        stream=StreamSettings.explicit(**(stream or {})),
+    QuerySettings,
+    Settings,
+    StreamSettings,
         **top,
     )
 
@@ -126,8 +138,9 @@ async def serve(
     peer: tuple[str, int] = PEER,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ``fakes``, started (lifespan) and stopped around the block; the client sends ``key``."""
-    async with started(fakes, config, rate_limiter=rate_limiter) as app:
-        transport = httpx.ASGITransport(app=app, client=peer)
+    QuerySettings,
+    Settings,
+    StreamSettings,
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api.test", headers=bearer(key) if key else {}
         ) as client:

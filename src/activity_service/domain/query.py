@@ -34,7 +34,8 @@ class ActivityQuery:
     Results are ordered newest ``timestamp`` first, then by id (descending), so the order is total and
     stable. Two ways to page: by number (``page``; skips ``(page - 1) * limit`` rows, so deep pages cost
     more and shift when events arrive) or by keyset (``after``: the activities strictly after that
-    position in the order, one index range however deep). ``count_total`` asks for the number of matches.
+    position in the order, one index range however deep). ``count_total`` asks for the number of matches;
+    ``count_limit`` bounds that count (a store counts at most that many, and says so: ``total_capped``).
     """
 
     user_id: str | None = None
@@ -45,6 +46,7 @@ class ActivityQuery:
     limit: int = DEFAULT_PAGE_LIMIT
     after: Position | None = None
     count_total: bool = True
+    count_limit: int | None = None
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -82,6 +84,8 @@ class ActivityPage:
     page: int
     limit: int
     has_more: bool
+    total_capped: bool = False
+    """``total`` stopped at the query's ``count_limit``: there are at least that many matches."""
 
     @property
     def total_pages(self) -> int | None:

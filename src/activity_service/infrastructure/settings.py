@@ -161,6 +161,31 @@ class IngestSettings(_Section):
     )
 
 
+class QuerySettings(_Section):
+    """What one read may cost the database, and how many run at once in one API process."""
+
+    model_config = _config("QUERY_")
+
+    timeout_ms: int = Field(
+        default=5000, ge=10, description="Every read query, at most, on the server (then 503 + Retry-After)."
+    )
+    max_concurrent: int = Field(default=16, ge=1, description="Reads in progress per API process (then 503).")
+    max_depth: int = Field(
+        default=10_000, ge=100, description="page x limit, at most, in page mode (then 400: use a cursor)."
+    )
+    max_count: int = Field(
+        default=10_000, ge=1, description="Matches counted for `total`, at most (then totalCapped: true)."
+    )
+
+
+class ReadinessSettings(_Section):
+    model_config = _config("READINESS_")
+
+    timeout_ms: int = Field(
+        default=2000, ge=50, description="Each dependency's ping, on its own connection, at most."
+    )
+
+
 class ConsumerSettings(_Section):
     model_config = _config("CONSUMER_")
 
@@ -328,6 +353,8 @@ class Settings(_Section):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    readiness: ReadinessSettings = Field(default_factory=ReadinessSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -17,12 +18,13 @@ from pymongo.errors import (
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
+    ExecutionTimeout,
     WriteError,
 )
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery, Position
 from activity_service.domain.stats import Interval
@@ -46,9 +48,17 @@ INDEXES = [
 
 
 class MongoActivityRepository:
-    def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        quirks: ServerQuirks,
+        *,
+        read_timeout_ms: int | None = None,
+    ) -> None:
+        """``read_timeout_ms``: every read's maxTimeMS (the server stops it there: QueryTimedOut)."""
         self._collection = collection
         self._quirks = quirks
+        self._read_ms = read_timeout_ms
         self.counts = MongoCountKeeper(collection, quirks)
 
     async def ensure_indexes(self) -> None:
@@ -139,7 +149,9 @@ class MongoActivityRepository:
 
     async def get(self, activity_id: str) -> Activity | None:
         try:
-            document = await self._collection.find_one({"_id": activity_id})
+            document = await self._collection.find_one({"_id": activity_id}, max_time_ms=self._read_ms)
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         return None if document is None else from_document(document)
@@ -148,24 +160,39 @@ class MongoActivityRepository:
         criteria = filter_for(query)
         # One row more than asked tells whether another page follows, without counting.
         cursor = self._collection.find(
-            keyset_filter(criteria, query.after), sort=SORT, skip=query.skip, limit=query.limit + 1
+            keyset_filter(criteria, query.after),
+            sort=SORT,
+            skip=query.skip,
+            limit=query.limit + 1,
+            max_time_ms=self._read_ms,
         )
         try:
             if query.count_total:
                 documents, total = await asyncio.gather(
-                    cursor.to_list(), self._collection.count_documents(criteria)
+                    cursor.to_list(), self._matches(criteria, query.count_limit)
                 )
             else:
                 documents, total = await cursor.to_list(), None
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
+        capped = total is not None and query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=[from_document(d) for d in documents[: query.limit]],
-            total=total,
+            total=query.count_limit if capped else total,
             page=query.page,
             limit=query.limit,
             has_more=len(documents) > query.limit,
+            total_capped=capped,
         )
+
+    async def _matches(self, criteria: Document, limit: int | None) -> int:
+        """Matches, counting one past ``limit`` at most (so that a capped total can be told)."""
+        options: dict[str, Any] = {} if limit is None else {"limit": limit + 1}
+        if self._read_ms is not None:
+            options["maxTimeMS"] = self._read_ms
+        return await self._collection.count_documents(criteria, None, **options)
 
     async def ping(self) -> None:
         await self._collection.database.command("ping")

@@ -14,7 +14,7 @@ import asyncpg
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery
 from activity_service.infrastructure.postgres.rows import COLUMNS, SELECT, TYPES, columns_of, from_row
@@ -64,9 +64,16 @@ UNAVAILABLE = (
 )
 
 
+# A read past its time limit: asyncpg's own timeout (it cancels the statement on the server), or the
+# server's statement_timeout when one is set for the role.
+READ_TIMED_OUT = (TimeoutError, asyncpg.QueryCanceledError)
+
+
 class PostgresActivityRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, read_timeout_ms: int | None = None) -> None:
+        """``read_timeout_ms``: every read, at most (asyncpg cancels it on the server then: QueryTimedOut)."""
         self._pool = pool
+        self._read_s = None if read_timeout_ms is None else read_timeout_ms / 1000
 
     async def add_many(
         self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
@@ -103,22 +110,24 @@ class PostgresActivityRepository:
         where, args = conditions(query)
         page_sql, page_args = page_query(query, where, args)
         try:
-            async with self._pool.acquire() as connection:
-                rows = await connection.fetch(page_sql, *page_args)
+            async with self._pool.acquire(timeout=self._read_s) as connection:
+                rows = await connection.fetch(page_sql, *page_args, timeout=self._read_s)
                 total = None
                 if query.count_total:
-                    count_where = " AND ".join(where) or "TRUE"
-                    total = await connection.fetchval(
-                        f"SELECT count(*) FROM activities WHERE {count_where}", *args
-                    )
+                    count_sql, count_args = count_query(where, args, query.count_limit)
+                    total = await connection.fetchval(count_sql, *count_args, timeout=self._read_s)
+        except READ_TIMED_OUT as exc:
+            raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
+        capped = total is not None and query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=[from_row(r) for r in rows[: query.limit]],
-            total=total,
+            total=query.count_limit if capped else total,
             page=query.page,
             limit=query.limit,
             has_more=len(rows) > query.limit,
+            total_capped=capped,
         )
 
     async def purge_before(self, cutoff: datetime) -> int:
@@ -138,10 +147,24 @@ class PostgresActivityRepository:
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         try:
-            async with self._pool.acquire() as connection:
-                return await connection.fetchrow(sql, *args)
+            async with self._pool.acquire(timeout=self._read_s) as connection:
+                return await connection.fetchrow(sql, *args, timeout=self._read_s)
+        except READ_TIMED_OUT as exc:
+            raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+
+def count_query(where: list[str], args: list[Any], limit: int | None) -> tuple[str, list[Any]]:
+    """The matches, counted up to one past ``limit`` at most (so that a capped total can be told)."""
+    clause = " AND ".join(where) or "TRUE"
+    if limit is None:
+        return f"SELECT count(*) FROM activities WHERE {clause}", list(args)
+    counted = [*args, limit + 1]
+    return (
+        f"SELECT count(*) FROM (SELECT 1 FROM activities WHERE {clause} LIMIT ${len(counted)}) AS matches",
+        counted,
+    )
 
 
 def conditions(query: ActivityQuery) -> tuple[list[str], list[Any]]:

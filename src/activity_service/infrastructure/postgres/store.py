@@ -33,9 +33,16 @@ def _dumps(value: Any) -> str:
 
 
 @asynccontextmanager
-async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store]:
-    """Connects, brings the schema up to date (migrations.py), and closes the pool on the way out."""
+async def open_postgres_store(
+    settings: PostgresSettings, *, read_timeout_ms: int | None = None, ping_timeout_ms: int = 2000
+) -> AsyncIterator[Store]:
+    """Connects, brings the schema up to date (migrations.py), and closes the pool on the way out.
+
+    ``read_timeout_ms`` bounds every read of activities. Readiness pings over a pool of its own (one
+    connection, made when first needed, ``ping_timeout_ms``), so that reads holding every connection of
+    the main pool cannot make the process look unready."""
     timeout = settings.timeout_ms / 1000
+    ping_timeout = ping_timeout_ms / 1000
     pool = await asyncpg.create_pool(
         settings.dsn.get_secret_value(),
         min_size=1,
@@ -45,6 +52,19 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
         init=_prepare,
         server_settings={"application_name": "activity-service"},
     )
+    pinger = await asyncpg.create_pool(
+        settings.dsn.get_secret_value(),
+        min_size=0,
+        max_size=1,
+        timeout=ping_timeout,
+        command_timeout=ping_timeout,
+        server_settings={"application_name": "activity-service-readiness"},
+    )
+
+    async def ping() -> None:
+        async with pinger.acquire(timeout=ping_timeout) as connection:
+            await connection.fetchval("SELECT 1")
+
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
@@ -52,7 +72,7 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
         server = f"PostgreSQL {version}"
         where = f"database {connection_database(settings)}"
         log.info("store: %s, %s", server, where)
-        activities = PostgresActivityRepository(pool)
+        activities = PostgresActivityRepository(pool, read_timeout_ms=read_timeout_ms)
 
         async def keep_everything(days: int) -> bool:
             return days == 0  # no TTL in PostgreSQL: the consumer purges (in batches along the index)
@@ -65,10 +85,11 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
             counts=PostgresActivityCounts(pool),
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
-            ping=activities.ping,
+            ping=ping,
             apply_retention=keep_everything,
         )
     finally:
+        await pinger.close()
         await pool.close()
 
 

@@ -16,7 +16,7 @@ from activity_service.infrastructure.observability.tracing import tracing_enable
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, explorer, problems
-from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
+from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, ReadGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
     install_metrics_route,
@@ -112,6 +112,8 @@ def create_app(
             max_accept_queue=ingest.max_accept_queue,
             max_body_bytes=ingest.max_body_bytes_in_progress,
         ),
+        # reads in progress (503 beyond QUERY_MAX_CONCURRENT)
+        Middleware(ReadGuard, max_concurrent=settings.query.max_concurrent),
         Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
     ]
     for middleware in reversed(pipeline):  # add_middleware puts each in front of those added before

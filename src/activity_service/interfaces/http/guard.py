@@ -205,3 +205,39 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class ReadGuard:
+    """At most ``max_concurrent`` reads (GET and HEAD under /api) in progress in this process; more are
+    answered 503 with Retry-After at once, so that a burst of costly reads queues in no database pool
+    and leaves it to ingest and readiness. Pure ASGI, on the routed path."""
+
+    def __init__(self, app: ASGIApp, max_concurrent: int, prefix: str = "/api/") -> None:
+        self.app = app
+        self.max_concurrent = max_concurrent
+        self.prefix = prefix
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or not route_path(scope).startswith(self.prefix)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.max_concurrent:
+            await _READS_BUSY(scope, receive, send)
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+
+_READS_BUSY = problem(
+    503,
+    "As many reads as this API process runs at once are in progress; retry shortly.",
+    headers={"Retry-After": "1"},
+)

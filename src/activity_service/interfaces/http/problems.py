@@ -20,6 +20,7 @@ from activity_service.domain.errors import (
     FieldError,
     InvalidActivity,
     PublishUnavailable,
+    QueryTimedOut,
     StoreUnavailable,
 )
 from activity_service.domain.feed import FeedUnavailable
@@ -90,6 +91,16 @@ def install(app: FastAPI, routes: RouteTable) -> None:
         log.warning("answering 503: %s", exc)
         return problem(
             503, "The event log cannot be read right now; retry later.", headers={"Retry-After": "2"}
+        )
+
+    @app.exception_handler(QueryTimedOut)
+    async def _query_timed_out(_: Request, exc: QueryTimedOut) -> JSONResponse:
+        log.warning("answering 503: a read ran past QUERY_TIMEOUT_MS: %s", exc)
+        return problem(
+            503,
+            "The query took longer than this API allows (QUERY_TIMEOUT_MS) and was stopped. Narrow the "
+            "filters (userId, action, a time range), page with a cursor, or retry later.",
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(StoreUnavailable)

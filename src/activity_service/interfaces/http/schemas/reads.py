@@ -74,6 +74,7 @@ class ActivityList(BaseModel):
                         }
                     ],
                     "total": 1,
+                    "totalCapped": False,
                     "page": 1,
                     "limit": 10,
                     "totalPages": 1,
@@ -93,7 +94,13 @@ class ActivityList(BaseModel):
     data: list[ActivityOut]
     total: int | None = Field(
         default=None,
-        description="Matches in all. Page mode: always. Cursor mode: only with includeTotal=true.",
+        description="Matches in all, counted up to QUERY_MAX_COUNT (10,000 by default; see totalCapped). "
+        "Page mode: always. Cursor mode: only with includeTotal=true.",
+    )
+    totalCapped: bool | None = Field(
+        default=None,
+        description="Present with `total`: true when counting stopped at QUERY_MAX_COUNT, so that there "
+        "are at least `total` matches (and `totalPages` counts only those); false when `total` is exact.",
     )
     page: int | None = Field(default=None, description="Page mode only.")
     limit: int
@@ -193,6 +200,7 @@ def listing_body(listing: Listing, query: ActivityQuery, *, cursor_mode: bool) -
         body["nextCursor"] = encode_cursor(position, query.fingerprint)
     if page.total is not None:
         body["total"] = page.total
+        body["totalCapped"] = page.total_capped
     if not cursor_mode:
         body["page"] = page.page
         body["totalPages"] = page.total_pages
