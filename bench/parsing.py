@@ -58,6 +58,7 @@ def services() -> Any:
             list_activities=unused,
             get_activity=unused,
             get_event_status=unused,
+            count_activities=unused,
             readiness=unused,
         )
 
