@@ -79,10 +79,17 @@ def test_a_header_over_the_limit_is_a_431(deployment: Deployment) -> None:
         answered, _ = read_until_closed(sock, 30)
     assert answered.startswith(b"HTTP/1.1 431 "), answered[:80]
     with httpx.Client(base_url=base_url, headers=AUTH_HEADERS, timeout=30) as client:
-        big = client.get("/health", headers={"X-Big": "b" * 20_000})
+        big = client.get("/health", headers={"X-Big": "b" * 70_000})
         assert big.status_code == 431
+        assert big.headers["content-type"] == "application/problem+json"
+        assert big.json()["status"] == 431 and big.headers["x-content-type-options"] == "nosniff"
         fits = client.get("/health", headers={"X-Fits": "c" * 8_000})
         assert fits.status_code == 200
+        # The longest query a read accepts: 20 actions of 128 four-byte characters, percent-encoded.
+        longest = client.get(
+            "/api/activities", params={"action": ["\U0001f600" * 128] * 20, "userId": "u" * 256}
+        )
+        assert longest.status_code == 200, longest.text[:200]
 
 
 def test_three_hundred_slow_bodies_do_not_block_another_client_s_post(deployment: Deployment) -> None:

@@ -117,7 +117,10 @@ class ApiSettings(_Section):
         default=30.0, gt=0, description="A request's body must arrive within this after its headers (408)."
     )
     max_header_bytes: int = Field(
-        default=16_384, ge=1024, description="A request's line and headers, at most (else 431)."
+        default=65_536,
+        ge=1024,
+        description="A request's line and headers, at most (else 431). The longest URL a read accepts "
+        "(20 actions of 128 characters, percent-encoded) is ~40 KB.",
     )
     keep_alive_seconds: int = Field(default=5, ge=1, description="An idle connection is closed after this.")
 

@@ -21,23 +21,37 @@ body is in (guard.py).
 from __future__ import annotations
 
 import asyncio
+import json
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-
-def _answer(status: bytes, reason: str) -> bytes:
-    body = reason.encode()
-    return (
-        b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-    )
+from activity_service.interfaces.http.security.headers import ALWAYS as ALWAYS_HEADERS
+from activity_service.interfaces.http.security.headers import API_CSP
 
 
-TIMEOUT = _answer(b"408 Request Timeout", "The request was not received in time.")
-HEAD_TOO_LARGE = _answer(b"431 Request Header Fields Too Large", "The request's headers are too large.")
+def _answer(status: int, detail: str) -> bytes:
+    """A whole problem+json answer (RFC 9457, as every error of the API), written before any application
+    runs: with the headers every answer carries (security/headers.py)."""
+    phrase = HTTPStatus(status).phrase
+    body = json.dumps({"type": "about:blank", "title": phrase, "status": status, "detail": detail}).encode()
+    head = [
+        f"HTTP/1.1 {status} {phrase}",
+        "content-type: application/problem+json",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{name.decode()}: {value.decode()}" for name, value in ALWAYS_HEADERS),
+        "content-security-policy: " + API_CSP,
+        "cache-control: no-store",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+TIMEOUT = _answer(408, "The request was not received in time; the connection is closed.")
+HEAD_TOO_LARGE = _answer(431, "The request line and headers are larger than this API accepts.")
 
 
 class _HeadTooLarge(Exception):
@@ -47,7 +61,7 @@ class _HeadTooLarge(Exception):
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout: float = 10.0
     body_timeout: float = 30.0
-    max_head_bytes: int = 16_384
+    max_head_bytes: int = 65_536
 
     def __init__(
         self,

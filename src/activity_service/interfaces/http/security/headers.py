@@ -10,7 +10,7 @@ from activity_service.interfaces.http.route_table import route_path
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
-_ALWAYS = [
+ALWAYS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -33,7 +33,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers += _ALWAYS
+                headers += ALWAYS
                 for name, value in _UNLESS_SET:
                     if name not in present and not (cacheable and name == b"cache-control"):
                         headers.append((name, value))
