@@ -59,6 +59,7 @@ def services() -> Any:
             get_activity=unused,
             get_event_status=unused,
             count_activities=unused,
+            follow_activities=unused,
             readiness=unused,
         )
 

@@ -111,9 +111,8 @@ def settings(
     auth: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
     ingest: dict[str, Any] | None = None,
-    QuerySettings,
-    Settings,
-    StreamSettings,
+    stream: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
     **top: Any,
 ) -> Settings:
     """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
@@ -121,9 +120,8 @@ def settings(
         auth=AuthSettings.explicit(api_keys=json.dumps(KEYS if keys is None else keys), **(auth or {})),
         api=ApiSettings.explicit(**(api or {})),
         ingest=IngestSettings.explicit(**(ingest or {})),
-    QuerySettings,
-    Settings,
-    StreamSettings,
+        stream=StreamSettings.explicit(**(stream or {})),
+        query=QuerySettings.explicit(**(query or {})),
         **top,
     )
 
@@ -138,9 +136,8 @@ async def serve(
     peer: tuple[str, int] = PEER,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ``fakes``, started (lifespan) and stopped around the block; the client sends ``key``."""
-    QuerySettings,
-    Settings,
-    StreamSettings,
+    async with started(fakes, config, rate_limiter=rate_limiter) as app:
+        transport = httpx.ASGITransport(app=app, client=peer)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api.test", headers=bearer(key) if key else {}
         ) as client:
@@ -154,7 +151,9 @@ async def started(
     """The app over ``fakes`` with its lifespan running (for clients other than httpx's, e.g. streams)."""
     config = config if config is not None else settings()
     app = create_app(
-        config, services=fakes.services(config.ingest.max_batch_items), rate_limiter=rate_limiter
+        config,
+        services=fakes.services(config.ingest.max_batch_items, config.query),
+        rate_limiter=rate_limiter,
     )
     async with app.router.lifespan_context(app):
         yield app

@@ -8,8 +8,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import httpx
+
 from activity_service.domain.activity import Activity
-from tests.http.conftest import Fakes, serve, settings
+from tests.http.conftest import FULL_KEY, PEER, Fakes, bearer, serve, settings, started
+from tests.http.sse import stream
+
+STREAM = "/api/activities/stream"
 
 
 def store(fakes: Fakes, count: int) -> None:
@@ -66,3 +71,16 @@ async def test_beyond_query_max_concurrent_reads_a_read_is_refused_at_once(fakes
         fakes.repository.slow.set()
         assert [(await task).status_code for task in held] == [200, 200]
         assert (await http.get("/api/activities")).status_code == 200
+
+
+async def test_an_open_live_tail_holds_no_read_slot(fakes: Fakes) -> None:
+    async with started(fakes, settings(query={"max_concurrent": 1})) as app:
+        transport = httpx.ASGITransport(app=app, client=PEER)
+        async with (
+            stream(app, STREAM) as live,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://api.test", headers=bearer(FULL_KEY)
+            ) as http,
+        ):
+            await live.events(1)  # the stream is open, and stays so
+            assert (await http.get("/api/activities")).status_code == 200

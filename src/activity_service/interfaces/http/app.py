@@ -113,7 +113,9 @@ def create_app(
             max_body_bytes=ingest.max_body_bytes_in_progress,
         ),
         # reads in progress (503 beyond QUERY_MAX_CONCURRENT)
-        Middleware(ReadGuard, max_concurrent=settings.query.max_concurrent),
+        Middleware(
+            ReadGuard, max_concurrent=settings.query.max_concurrent, exclude={"/api/activities/stream"}
+        ),
         Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
     ]
     for middleware in reversed(pipeline):  # add_middleware puts each in front of those added before

@@ -12,7 +12,7 @@ import asyncio
 import socket
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -212,17 +212,24 @@ class ReadGuard:
     answered 503 with Retry-After at once, so that a burst of costly reads queues in no database pool
     and leaves it to ingest and readiness. Pure ASGI, on the routed path."""
 
-    def __init__(self, app: ASGIApp, max_concurrent: int, prefix: str = "/api/") -> None:
+    def __init__(
+        self, app: ASGIApp, max_concurrent: int, prefix: str = "/api/", exclude: Collection[str] = ()
+    ) -> None:
+        """``exclude``: routed paths that are not one read but a long-lived answer with bounds of their
+        own (the live tail's Server-Sent Events: STREAM_*)."""
         self.app = app
         self.max_concurrent = max_concurrent
         self.prefix = prefix
+        self.exclude = frozenset(exclude)
         self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope) if scope["type"] == "http" else ""
         if (
             scope["type"] != "http"
             or scope["method"] not in ("GET", "HEAD")
-            or not route_path(scope).startswith(self.prefix)
+            or not path.startswith(self.prefix)
+            or path in self.exclude
         ):
             await self.app(scope, receive, send)
             return
