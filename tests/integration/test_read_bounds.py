@@ -11,17 +11,18 @@ import pytest
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import QueryTimedOut
 from activity_service.domain.query import ActivityQuery
+from activity_service.domain.stats import CountQuery, Interval
 from tests.conftest import Stack
 from tests.integration.stores import KINDS, opened
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def events(count: int) -> list[Activity]:
+def events(count: int, users: int = 50) -> list[Activity]:
     return [
         Activity.record(
             id=f"e{n:06d}",
-            user_id=f"u{n % 50}",
+            user_id=f"u{n % users}",
             action="view",
             received_at=BASE + timedelta(seconds=n),
             timestamp=BASE + timedelta(seconds=n),
@@ -41,9 +42,12 @@ async def test_a_read_past_its_time_limit_is_stopped_and_says_so(
     kind: str, stack: Stack, unique_name: str
 ) -> None:
     async with opened(kind, stack, unique_name, read_timeout_ms=1) as store:
-        await fill(store, events(20_000 if kind == "mongodb" else 60_000))
+        await fill(store, events(20_000 if kind == "mongodb" else 60_000, users=2))
         with pytest.raises(QueryTimedOut):
             await store.activities.find(ActivityQuery(limit=100))
+        # The counts over time of one user are read from the events too: bounded the same way.
+        with pytest.raises(QueryTimedOut):
+            await store.counts.count(CountQuery(Interval.DAY, BASE, BASE + timedelta(days=2), user_id="u1"))
     async with opened(kind, stack, f"{unique_name}_fast", read_timeout_ms=5000) as store:
         await fill(store, events(100))
         page = await store.activities.find(ActivityQuery(limit=10))

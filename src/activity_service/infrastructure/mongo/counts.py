@@ -29,11 +29,11 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.stats import BucketCount, CountQuery, Interval
 from activity_service.infrastructure.mongo.compat import ServerQuirks
 from activity_service.infrastructure.mongo.documents import Document
@@ -67,7 +67,15 @@ class _Change:
 
 
 class MongoCountKeeper:
-    def __init__(self, activities: AsyncCollection[Document], quirks: ServerQuirks) -> None:
+    def __init__(
+        self,
+        activities: AsyncCollection[Document],
+        quirks: ServerQuirks,
+        *,
+        read_timeout_ms: int | None = None,
+    ) -> None:
+        """``read_timeout_ms``: every count read's maxTimeMS (the server stops it there: QueryTimedOut)."""
+        self._read_ms = read_timeout_ms
         self._activities = activities
         self._collections = {interval: activities.database[name] for interval, name in COLLECTIONS.items()}
         self._quirks = quirks
@@ -155,8 +163,12 @@ class MongoCountKeeper:
         collection = self._collections[query.interval]
         try:
             documents = await collection.find(
-                {"start": {"$gte": query.first, "$lt": query.after_last}}, projection={"seen": 0}
+                {"start": {"$gte": query.first, "$lt": query.after_last}},
+                projection={"seen": 0},
+                max_time_ms=self._read_ms,
             ).to_list()
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         buckets = []
@@ -179,9 +191,14 @@ class MongoCountKeeper:
             criteria["action"] = {"$in": list(query.actions)}
         by_bucket: dict[datetime, dict[str, int]] = defaultdict(dict)
         try:
-            async for document in self._activities.find(criteria, projection={"timestamp": 1, "action": 1}):
+            found = self._activities.find(
+                criteria, projection={"timestamp": 1, "action": 1}, max_time_ms=self._read_ms
+            )
+            async for document in found:
                 actions = by_bucket[query.interval.floor(document["timestamp"])]
                 actions[document["action"]] = actions.get(document["action"], 0) + 1
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         return [BucketCount(start, sum(a.values()), a) for start, a in sorted(by_bucket.items())]

@@ -59,7 +59,7 @@ class MongoActivityRepository:
         self._collection = collection
         self._quirks = quirks
         self._read_ms = read_timeout_ms
-        self.counts = MongoCountKeeper(collection, quirks)
+        self.counts = MongoCountKeeper(collection, quirks, read_timeout_ms=read_timeout_ms)
 
     async def ensure_indexes(self) -> None:
         await self._quirks.create_indexes(self._collection, INDEXES)

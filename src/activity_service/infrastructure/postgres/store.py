@@ -82,7 +82,7 @@ async def open_postgres_store(
             server=server,
             where=where,
             activities=activities,
-            counts=PostgresActivityCounts(pool),
+            counts=PostgresActivityCounts(pool, read_timeout_ms=read_timeout_ms),
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
             ping=ping,
