@@ -66,7 +66,7 @@ async def test_the_ingest_guard_and_the_scopes_apply_under_a_prefix_too(fakes: F
 
 async def test_only_the_listed_paths_are_open_and_every_other_needs_a_key(fakes: Fakes) -> None:
     async with mounted(fakes, prefix="/") as http:
-        for path in ("/health", "/health/ready", "/docs", "/openapi.json", "/metrics"):
+        for path in ("/health", "/health/ready", "/docs", "/openapi.json", "/metrics", "/explorer"):
             assert (await http.get(path)).status_code == 200, path
         for path in ("/nowhere", "/api", "/api/", "/health/../api/activities", "/apix", "/health/ready/x"):
             refused = await http.get(path)
@@ -80,3 +80,4 @@ async def test_protected_docs_need_a_key_but_the_bundle_s_static_files_stay_open
             assert (await http.get(path)).status_code == 401, path
             assert (await http.get(path, headers=bearer(READER_KEY))).status_code == 200, path
         assert (await http.get("/svc/docs/static/swagger-ui.css")).status_code == 200
+        assert (await http.get("/svc/explorer")).status_code == 200  # static, no data: open like the bundle

@@ -4,10 +4,11 @@ times more per request on the hot path.
 
 Deny by default, decided on the path the router will route (``route_path``: without the ``root_path``
 the app is served or mounted under), so that what is checked is what is served. Only the paths in
-``OpenPaths`` pass without a key: liveness and readiness, the Swagger UI's static files, and /docs,
-/openapi.json and /metrics unless AUTH_PROTECT_DOCS / AUTH_PROTECT_METRICS ask for a key (any valid key
-then, and no rate-limit token). Every other path, known or not, needs a key holding the scope its
-method needs (activities:read to GET, activities:write otherwise) and spends a token.
+``OpenPaths`` pass without a key: liveness and readiness, the explorer page and the static files of it
+and of the Swagger UI, and /docs, /openapi.json and /metrics unless AUTH_PROTECT_DOCS /
+AUTH_PROTECT_METRICS ask for a key (any valid key then, and no rate-limit token). Every other path,
+known or not, needs a key holding the scope its method needs (activities:read to GET,
+activities:write otherwise) and spends a token.
 
 Every request spends at least one token here, so that even a body that turns out invalid is paid for.
 Routes listed in ``per_event_paths`` (the batch endpoint) spend the rest, one token per event beyond the
@@ -46,9 +47,11 @@ class OpenPaths:
     protect_docs: bool = False
     protect_metrics: bool = False
 
-    ALWAYS = frozenset({"/health", "/health/ready"})
-    STATIC = "/docs/static/"
-    """Public files of the Swagger UI bundle: a browser fetches them without a key."""
+    ALWAYS = frozenset({"/health", "/health/ready", "/explorer"})
+    """Liveness, readiness, and the explorer page (static: it holds no data and no key; everything it
+    shows comes from /api, which asks for the key)."""
+    STATIC = ("/docs/static/", "/explorer/static/")
+    """Public files of the Swagger UI bundle and of the explorer: a browser fetches them without a key."""
     DOCS = frozenset({"/docs", "/openapi.json"})
     METRICS = "/metrics"
 
