@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REJECTED_BY_STORE = "RejectedByStore"
+CONFLICT = "Conflict"
+CONFLICT_REASON = "the tenant's event with this id was stored with other content; this one was not stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,9 @@ class PersistActivities:
     1. **store** its readable activities, each once by its id (one idempotent write);
     2. **classify** each: newly stored, already stored (a redelivery), refused by the store for good (a
        shape it cannot hold), or unknown (the write raised: connection lost, timeout, stepping down);
-    3. **dead-letter** what the store refused and what could not be read: a copy on the dead-letter topic
-       and a record, so the partition moves on and nothing vanishes unexplained;
+    3. **dead-letter** what the store refused, what could not be read, and a resend whose content
+       conflicts with the stored event of its id: a copy on the dead-letter topic and a record (the
+       event's status then reads ``conflict``), so the partition moves on and nothing vanishes unexplained;
     4. **retry** with backoff while an outcome is unknown (the write again, or a dead letter): never skip;
     5. report the batch **settled**. Only then may its offsets be committed. Returns None when ``stop`` is
        set before it settled: then nothing of it may be committed.
@@ -89,10 +92,10 @@ class PersistActivities:
             if stored is None:
                 return None
             outcome = stored
-        by_id = {m.activity.id: m for m in readable if m.activity is not None}
-        dead = [(m, m.error_type, m.reason) for m in batch if m.activity is None] + [
-            (by_id[event_id], REJECTED_BY_STORE, reason) for event_id, reason in outcome.rejected.items()
-        ]
+        by_key = {m.activity.key: m for m in readable if m.activity is not None}
+        dead = [(m, m.error_type, m.reason) for m in batch if m.activity is None]
+        dead += [(by_key[key], REJECTED_BY_STORE, reason) for key, reason in outcome.rejected.items()]
+        dead += [(by_key[key], CONFLICT, CONFLICT_REASON) for key in outcome.conflicts]
         for message, error_type, reason in dead:
             log.warning("dead-lettering %s (%s): %s", message.source, error_type, reason)
             sent = await self._until_known(
@@ -116,10 +119,15 @@ class PersistActivities:
 
     async def _dead_letter(self, message: Received, error_type: str, reason: str) -> bool:
         await self._topic.send(message, error_type, reason)
-        event_id = message.activity.id if message.activity is not None else message.event_id
-        await self._log.add(
-            DeadLetter(message.source, event_id, error_type, reason[:1000], self._clock.now())
+        activity = message.activity
+        who: tuple[str | None, str | None, str | None] = (
+            (activity.id, activity.tenant, activity.user_id)
+            if activity is not None
+            else (message.event_id, message.tenant, message.user_id)
         )
+        event_id, tenant, user_id = who
+        letter = DeadLetter(message.source, event_id, error_type, reason[:1000], self._clock.now(), tenant, user_id)
+        await self._log.add(letter)
         return True
 
     async def _until_known(

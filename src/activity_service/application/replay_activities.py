@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from activity_service.domain.activity import EventKey
 from activity_service.domain.delivery import ReadBatch
 from activity_service.domain.ports import ActivityRepository, DeadLetterLog
 
@@ -15,7 +16,7 @@ class ReplayReport:
     read: int = 0
     inserted: int = 0
     duplicates: int = 0
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[EventKey, str] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     expired: int = 0
 
@@ -62,7 +63,11 @@ class ReplayActivities:
                 report.rejected.update(outcome.rejected)
                 if forget_dead_letters:
                     await self._dead_letters.forget(
-                        [a.id for a in batch.activities if a.id not in outcome.rejected]
+                        [
+                            a.key
+                            for a in batch.activities
+                            if a.key not in outcome.rejected and a.key not in outcome.conflicts
+                        ]
                     )
             if on_progress is not None:
                 on_progress(report)

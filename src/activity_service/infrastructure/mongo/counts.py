@@ -2,7 +2,8 @@
 on replica sets).
 
 One document per bucket and interval (collections ``counts_minute``, ``counts_hour``, ``counts_day``):
-``{_id, start, total, actions: {action: n}, seen: {"topic:partition": offset}}``. Storing an event and
+``{_id: "tenant/start", tenant, start, total, actions: {action: n}, seen: {"topic:partition": offset}}``.
+Storing an event and
 counting it are two writes, so a crash between them must neither lose nor double a count:
 
 - Each stored event keeps the log position it was stored from (``src``). A record counts when it stored
@@ -57,6 +58,7 @@ class Counted:
 
 @dataclass(slots=True)
 class _Change:
+    tenant: str
     start: datetime
     total: int = 0
     actions: dict[str, int] = field(default_factory=dict)
@@ -84,7 +86,9 @@ class MongoCountKeeper:
 
     async def ensure_indexes(self) -> None:
         for collection in self._collections.values():
-            await self._quirks.create_indexes(collection, [IndexModel([("start", ASCENDING)], name="start")])
+            await self._quirks.create_indexes(
+                collection, [IndexModel([("tenant", ASCENDING), ("start", ASCENDING)], name="tenant_start")]
+            )
 
     async def add(self, records: Sequence[Counted]) -> None:
         """Counts the records that stored their event, each exactly once (see the module's text)."""
@@ -133,6 +137,7 @@ class MongoCountKeeper:
         """Creates the bucket with this change; False when another writer created it first."""
         document = {
             "_id": key,
+            "tenant": change.tenant,
             "start": change.start,
             "total": change.total,
             "actions": {_escape(a): n for a, n in change.actions.items()},
@@ -163,7 +168,7 @@ class MongoCountKeeper:
         collection = self._collections[query.interval]
         try:
             documents = await collection.find(
-                {"start": {"$gte": query.first, "$lt": query.after_last}},
+                {"tenant": query.tenant, "start": {"$gte": query.first, "$lt": query.after_last}},
                 projection={"seen": 0},
                 max_time_ms=self._read_ms,
             ).to_list()
@@ -184,6 +189,7 @@ class MongoCountKeeper:
     async def _count_events(self, query: CountQuery) -> list[BucketCount]:
         """One user's events counted along the (userId, timestamp) index: the counts are not kept per user."""
         criteria: dict[str, Any] = {
+            "tenant": query.tenant,
             "userId": query.user_id,
             "timestamp": {"$gte": query.first, "$lt": query.after_last},
         }
@@ -209,10 +215,10 @@ def _changes(records: Iterable[Counted]) -> dict[Interval, dict[str, _Change]]:
     for record in records:
         for interval in Interval:
             start = interval.floor(record.activity.timestamp)
-            key = start.isoformat()
+            key = f"{record.activity.tenant}/{start.isoformat()}"
             change = changes[interval].get(key)
             if change is None:
-                change = changes[interval][key] = _Change(start)
+                change = changes[interval][key] = _Change(record.activity.tenant, start)
             partition = None
             if record.position is not None:
                 partition = _escape(f"{record.position.topic}:{record.position.partition}")

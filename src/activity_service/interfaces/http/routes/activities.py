@@ -38,15 +38,17 @@ UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry
 
 # Every route here needs a key, activities:read to GET and activities:write to POST, and spends one
 # rate-limit token: the ApiGate middleware sees to it before a route runs (security/gate.py).
+# What every route under /api may answer before it runs (the ApiGate: security/gate.py).
+GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
+    403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
+    429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
+}
 router = APIRouter(
     prefix="/api/activities",
     tags=["activities"],
     route_class=StrictJsonRoute,  # bodies are strict JSON: UTF-8, no NaN, no duplicate key (strict_json.py)
-    responses={
-        401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
-        403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
-        429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
-    },
+    responses=GATE_RESPONSES,
 )
 
 
