@@ -41,6 +41,7 @@ async def test_accepted_activities_arrive_as_events_in_the_list_item_shape(fakes
         "metadata": {},
         "ipAddress": "127.0.0.1",
         "receivedAt": "2026-11-26T10:00:00.000Z",
+        "source": "full",
     }
     assert json.loads(second["data"])["id"] == "b"
     assert len({ready["id"], first["id"], second["id"]}) == 3

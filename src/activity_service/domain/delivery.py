@@ -75,6 +75,8 @@ class Settled:
     inserted: int
     duplicates: int
     dead_lettered: int
+    suppressed: int = 0
+    """Covered by an erasure: not stored, on purpose."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from activity_service.domain.activity import Activity, EventKey
-from activity_service.domain.erasure import Erasure, UserKey
 from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
+from activity_service.domain.erasure import Erasure, UserKey
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -116,6 +116,10 @@ class PersistObserver(Protocol):
     def dead_lettered(self, error_type: str) -> None: ...
 
     def retried(self, operation: str) -> None: ...
+
+    def suppressed(self, count: int) -> None:
+        """Events not stored because an erasure covers them."""
+        ...
 
 
 class ErasureLog(Protocol):

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from activity_service.domain.addresses import AddressMode
+
 _read_environment: ContextVar[bool] = ContextVar("read_environment", default=True)
 
 
@@ -197,6 +199,9 @@ class ConsumerSettings(_Section):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    erasure_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often the consumer looks for erasures to carry out."
+    )
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
@@ -354,8 +359,8 @@ class Settings(_Section):
         description="development allows the keys shipped in this repository (docker/app.env's, the k8s "
         "example's placeholders); production refuses to start with them.",
     )
-    ip_address_mode: Literal["full", "truncated", "none"] = Field(
-        default="full",
+    ip_address_mode: AddressMode = Field(
+        default=AddressMode.FULL,
         description="What of the client's address an event keeps: all of it, its network (IPv4 /24, IPv6 "
         "/48) or nothing; applied before the event is published.",
     )

@@ -15,8 +15,14 @@ counting it are two writes, so a crash between them must neither lose nor double
 - A bucket is updated only if its ``seen`` is still what was read (optimistic concurrency): a second
   writer (a replay running beside the consumer) makes the first read again and recompute.
 
-Keys in ``actions`` and ``seen`` are escaped (``.``, ``$`` and ``%``), since both servers read those as
-paths or operators. Retention removes whole days: events first, then the buckets that lie before the cut.
+An erasure takes its events out of their buckets one by one (``take_out``): each bucket notes
+``gone.<erasure>.<event>`` so that no event is taken out twice, and takes out only an event it counted
+(one stored from a position it has ``seen``: an event stored but not yet counted when the consumer
+crashed is never counted, since its redelivery is suppressed). The notes go once the events are gone.
+
+Keys in ``actions``, ``seen`` and ``gone`` are escaped (``.``, ``$`` and ``%``), since both servers read
+those as paths or operators. Retention removes whole days: events first, then the buckets that lie before
+the cut.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout
 
@@ -37,7 +43,7 @@ from activity_service.domain.delivery import LogPosition
 from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.stats import BucketCount, CountQuery, Interval
 from activity_service.infrastructure.mongo.compat import ServerQuirks
-from activity_service.infrastructure.mongo.documents import Document
+from activity_service.infrastructure.mongo.documents import SOURCE, Document
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +162,34 @@ class MongoCountKeeper:
         if len(self._seen) > CACHED_BUCKETS:
             self._seen.popitem(last=False)
 
+    async def take_out(self, erasure_id: str, documents: Sequence[Document]) -> set[tuple[Interval, str]]:
+        """Takes erased events (their stored documents: ``_id``, tenant, timestamp, action, ``src``) out of
+        every bucket that counted them, each once however often this runs; returns the buckets touched."""
+        touched: set[tuple[Interval, str]] = set()
+        for interval, collection in self._collections.items():
+            updates = []
+            for document in documents:
+                key = f"{document['tenant']}/{interval.floor(document['timestamp']).isoformat()}"
+                gone = f"gone.{erasure_id}.{_escape(document['_id'])}"
+                condition: dict[str, Any] = {"_id": key, gone: {"$exists": False}}
+                source = document.get(SOURCE)
+                if source is not None:  # counted only once its bucket has seen its position
+                    topic_partition, offset = source.rsplit(":", 1)
+                    condition[f"seen.{_escape(topic_partition)}"] = {"$gte": int(offset)}
+                action = f"actions.{_escape(document['action'])}"
+                updates.append(
+                    UpdateOne(condition, {"$inc": {"total": -1, action: -1}, "$set": {gone: True}})
+                )
+                touched.add((interval, key))
+            if updates:
+                await collection.bulk_write(updates, ordered=False)
+        return touched
+
+    async def forget_taken_out(self, erasure_id: str, buckets: Iterable[tuple[Interval, str]]) -> None:
+        """Drops an erasure's notes from the buckets once its events are deleted (none comes out again)."""
+        for interval, key in buckets:
+            await self._collections[interval].update_one({"_id": key}, {"$unset": {f"gone.{erasure_id}": ""}})
+
     async def forget_before(self, cutoff: datetime) -> None:
         """Removes the buckets that end at or before ``cutoff`` (whose events retention removed)."""
         for interval, collection in self._collections.items():
@@ -169,7 +203,7 @@ class MongoCountKeeper:
         try:
             documents = await collection.find(
                 {"tenant": query.tenant, "start": {"$gte": query.first, "$lt": query.after_last}},
-                projection={"seen": 0},
+                projection={"seen": 0, "gone": 0},
                 max_time_ms=self._read_ms,
             ).to_list()
         except ExecutionTimeout as exc:

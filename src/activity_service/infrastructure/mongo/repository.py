@@ -24,6 +24,7 @@ from pymongo.errors import (
 
 from activity_service.domain.activity import DEFAULT_TENANT, Activity, EventKey
 from activity_service.domain.delivery import LogPosition
+from activity_service.domain.erasure import Erasure
 from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery, Position
@@ -40,6 +41,9 @@ from activity_service.infrastructure.mongo.documents import (
 )
 
 DUPLICATE_KEY = 11000
+ERASED = "erased"
+"""Storage only: the erasure whose pass is removing the document."""
+ERASE_CHUNK = 1000
 TTL_INDEX = "timestamp_ttl"
 SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 # One index per filter, each leading with the tenant (every query is one tenant's) and ending in the sort
@@ -97,6 +101,30 @@ class MongoActivityRepository:
         if TTL_INDEX in existing:
             await self._collection.drop_index(TTL_INDEX)
         return days == 0
+
+    async def erase(self, erasure: Erasure) -> int:
+        """Marks the covered events as this erasure's (``erased``), takes them out of the counts, then
+        deletes them: a pass cut short leaves its marks, and the next pass of the erasure finishes them
+        (the counts take out each event once: counts.take_out)."""
+        user = {"tenant": erasure.tenant, "userId": erasure.user_id}
+        await self._collection.update_many(
+            {**user, "receivedAt": {"$lt": erasure.requested_at}, ERASED: {"$exists": False}},
+            {"$set": {ERASED: erasure.id}},
+        )
+        marked = {**user, ERASED: erasure.id}
+        projection = {"tenant": 1, "timestamp": 1, "action": 1, SOURCE: 1}
+        touched: set[tuple[Interval, str]] = set()
+        chunk: list[Document] = []
+        async for document in self._collection.find(marked, projection=projection):
+            chunk.append(document)
+            if len(chunk) == ERASE_CHUNK:
+                touched |= await self.counts.take_out(erasure.id, chunk)
+                chunk = []
+        if chunk:
+            touched |= await self.counts.take_out(erasure.id, chunk)
+        removed = (await self._collection.delete_many(marked)).deleted_count
+        await self.counts.forget_taken_out(erasure.id, touched)
+        return removed
 
     async def purge_before(self, cutoff: datetime) -> int:
         cutoff = Interval.DAY.floor(cutoff)  # whole days, so whole count buckets go

@@ -69,19 +69,21 @@ class Frames:
         self._frames: OrderedDict[object, bytes] = OrderedDict()
         self._capacity = capacity
 
-    def of(self, entry: FeedEntry) -> bytes:
+    def of(self, entry: FeedEntry, addresses: bool) -> bytes:
+        """``addresses``: with ``ipAddress`` (the two renderings are kept apart)."""
         if entry.key is None:
-            return _frame(entry)
-        frame = self._frames.get(entry.key)
+            return _frame(entry, addresses)
+        key = (entry.key, addresses)
+        frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[entry.key] = _frame(entry)
+            frame = self._frames[key] = _frame(entry, addresses)
             if len(self._frames) > self._capacity:
                 self._frames.popitem(last=False)
         return frame
 
 
-def _frame(entry: FeedEntry) -> bytes:
-    data = orjson.dumps(activity_out(entry.activity))
+def _frame(entry: FeedEntry, addresses: bool) -> bytes:
+    data = orjson.dumps(activity_out(entry.activity, addresses=addresses))
     return b"id: " + encode_cursor(entry.cursor).encode() + b"\nevent: accepted\ndata: " + data + b"\n\n"
 
 
@@ -104,7 +106,10 @@ class EventStream(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, first: FeedBatch, batches: AsyncIterator[FeedBatch], streams: Streams) -> None:
+    def __init__(
+        self, first: FeedBatch, batches: AsyncIterator[FeedBatch], streams: Streams, *, addresses: bool
+    ) -> None:
+        self._addresses = addresses
         self._first = first
         self._batches = batches
         self._streams = streams
@@ -155,13 +160,15 @@ class EventStream(Response):
                     break
                 if pending is None:
                     pending = asyncio.ensure_future(anext(batches))
-                done, _ = await asyncio.wait({pending}, timeout=heartbeat if left is None else min(heartbeat, left))
+                done, _ = await asyncio.wait(
+                    {pending}, timeout=heartbeat if left is None else min(heartbeat, left)
+                )
                 if not done:
                     if left is None or left > heartbeat:
                         await _write(send, HEARTBEAT)
                     continue
                 batch, pending = pending.result(), None
-                await _write(send, b"".join(frames.of(entry) for entry in batch.entries))
+                await _write(send, b"".join(frames.of(entry, self._addresses) for entry in batch.entries))
         except FeedOverflow as exc:
             await _write(send, b"event: overflow\ndata: " + orjson.dumps({"detail": str(exc)}) + b"\n\n")
         except StopAsyncIteration:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
 from activity_service.domain.feed import FeedFilter
+from activity_service.interfaces.http.callers import shows_addresses, tenant_of
 from activity_service.interfaces.http.dependencies import Services
 from activity_service.interfaces.http.problems import problem
 from activity_service.interfaces.http.routes.activities import GATE_RESPONSES, PROBLEM
@@ -82,6 +83,7 @@ async def stream_activities(
             headers={"Retry-After": "5"},
         )
     resume = decode_cursor(last_event_id) if last_event_id else None
-    batches = services.follow_activities.execute(FeedFilter(params.userId, tuple(params.action)), resume)
+    only = FeedFilter(params.userId, tuple(params.action), tenant=tenant_of(request))
+    batches = services.follow_activities.execute(only, resume)
     first = await anext(aiter(batches))  # where it starts: fails here (503) when the log cannot be read
-    return EventStream(first, batches, streams)
+    return EventStream(first, batches, streams, addresses=shows_addresses(request))
