@@ -42,7 +42,7 @@ from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
 from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.stats import BucketCount, CountQuery, Interval
-from activity_service.infrastructure.mongo.compat import ServerQuirks
+from activity_service.infrastructure.mongo.compat import UPDATES_PER_COMMAND, ServerQuirks
 from activity_service.infrastructure.mongo.documents import SOURCE, Document
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ class MongoCountKeeper:
                     UpdateOne(condition, {"$inc": {"total": -1, action: -1}, "$set": {gone: True}})
                 )
                 touched.add((interval, key))
-            if updates:
-                await collection.bulk_write(updates, ordered=False)
+            for start in range(0, len(updates), UPDATES_PER_COMMAND):
+                await collection.bulk_write(updates[start : start + UPDATES_PER_COMMAND], ordered=False)
         return touched
 
     async def forget_taken_out(self, erasure_id: str, buckets: Iterable[tuple[Interval, str]]) -> None:

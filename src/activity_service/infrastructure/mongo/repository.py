@@ -114,15 +114,20 @@ class MongoActivityRepository:
         marked = {**user, ERASED: erasure.id}
         projection = {"tenant": 1, "timestamp": 1, "action": 1, SOURCE: 1}
         touched: set[tuple[Interval, str]] = set()
-        chunk: list[Document] = []
-        async for document in self._collection.find(marked, projection=projection):
-            chunk.append(document)
-            if len(chunk) == ERASE_CHUNK:
-                touched |= await self.counts.take_out(erasure.id, chunk)
-                chunk = []
-        if chunk:
+        removed = 0
+        while True:
+            # Each chunk read to its end before writing: FerretDB on SQLite blocks writes behind an open
+            # cursor of the same database.
+            chunk = await self._collection.find(
+                marked, projection=projection, limit=ERASE_CHUNK, batch_size=ERASE_CHUNK
+            ).to_list()
+            if not chunk:
+                break
             touched |= await self.counts.take_out(erasure.id, chunk)
-        removed = (await self._collection.delete_many(marked)).deleted_count
+            deleted = await self._collection.delete_many(
+                {**marked, "_id": {"$in": [d["_id"] for d in chunk]}}
+            )
+            removed += deleted.deleted_count
         await self.counts.forget_taken_out(erasure.id, touched)
         return removed
 

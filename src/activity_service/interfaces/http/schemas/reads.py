@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from activity_service.application.get_event_status import EventStatus
 from activity_service.application.list_activities import Listing
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
 from activity_service.domain.errors import FieldError
@@ -185,10 +186,12 @@ class EventStatusOut(BaseModel):
     )
 
     id: str
-    status: Literal["persisted", "dead_lettered", "pending", "unknown"] = Field(
-        description="`persisted`: stored. `dead_lettered`: set aside as unstorable (see the DLQ). `pending`: "
-        "accepted and newer than what the consumer has stored so far. `unknown`: never accepted, or a "
-        "client-chosen id older than the stored data."
+    status: EventStatus = Field(
+        description="`persisted`: stored. `conflict`: the id came again with other content, which was not "
+        "stored (it is on the dead-letter topic; the first content stays). `dead_lettered`: set aside as "
+        "unstorable (see the DLQ). `pending`: accepted and newer than what the consumer has stored so far. "
+        "`unknown`: never accepted, another tenant's, erased, or a client-chosen id older than the stored "
+        "data."
     )
     freshUntil: str | None
 
