@@ -1,6 +1,6 @@
 """The PostgreSQL schema's migrations (migrations.py) on a real server: from nothing, from a database an
 older version of the service filled, and from two processes starting at once; and the indexes they make
-serving the statements that remove events (erasure, retention)."""
+serving the statements that write and remove events (conflict lookup, erasure, retention)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.query import ActivityQuery
 from activity_service.domain.stats import CountQuery, Interval
 from activity_service.infrastructure.postgres.migrations import MIGRATIONS, migrate
+from activity_service.infrastructure.postgres.rows import columns_of
 from activity_service.infrastructure.postgres.store import open_postgres_store
-from activity_service.infrastructure.postgres.writes import ERASE, PURGE, TENANTS
+from activity_service.infrastructure.postgres.writes import ERASE, INSERT, PURGE, TENANTS
 from activity_service.infrastructure.settings import PostgresSettings
 from tests.conftest import Stack
 from tests.postgres import postgres_database
@@ -183,9 +184,12 @@ async def plan_of(connection: asyncpg.Connection, sql: str, *args: Any) -> dict[
     return plan
 
 
-async def test_erasure_and_retention_read_activities_along_their_indexes(dsn: str) -> None:
+async def test_the_writing_statements_read_activities_along_their_indexes(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
+        await connection.set_type_codec(
+            "jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text"
+        )
         await migrate(connection)
         # 40,000 events over 4 tenants and 200 users each: enough that the planner's choice is its own.
         await connection.execute(
@@ -202,6 +206,20 @@ async def test_erasure_and_retention_read_activities_along_their_indexes(dsn: st
         assert erase == ["activities_tenant_user_timestamp_id"], erase
         purge = scans(await plan_of(connection, PURGE, "t1", BASE - timedelta(days=20), 10_000))
         assert purge and set(purge) <= {"activities_tenant_timestamp_id", "activities_pkey"}, purge
+        # The insert's lookup of stored fingerprints (conflicts): a key probe per record, in the plan for
+        # these values and in the generic one a prepared statement may switch to. The batch is small
+        # beside the table, as a consumer's is beside a real one (here, 500 against 40,000 rows is
+        # rightly one scan instead; at 200,000 rows 1,000 are probed).
+        resent = [
+            Activity.record(
+                id=f"e-{i}", user_id="u1", action="view", received_at=BASE, tenant="t1", chosen_id=True
+            )
+            for i in range(100)
+        ]
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await connection.execute(f"SET plan_cache_mode = {mode}")
+            insert = scans(await plan_of(connection, INSERT, *columns_of(resent)))
+            assert insert == ["activities_pkey"], (mode, insert)
         tenants = scans(await plan_of(connection, TENANTS))
         assert tenants and "Seq Scan" not in tenants, tenants
         assert [r["tenant"] for r in await connection.fetch(TENANTS)] == ["t0", "t1", "t2", "t3"]
