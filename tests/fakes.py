@@ -293,16 +293,18 @@ class InMemoryErasureLog(ErasureLog):
     async def claim(self, now: datetime, lease: timedelta) -> Erasure | None:
         for e in sorted(self.erasures.values(), key=lambda e: e.requested_at):
             held = self.leases.get(e.id)
-            if e.status is not ErasureStatus.DONE and (held is None or held < now):
+            if e.status is not ErasureStatus.DONE and (held is None or held <= now):
                 self.leases[e.id] = now + lease
                 self.erasures[e.id] = replace(e, status=ErasureStatus.RUNNING)
-                return self.erasures[e.id]
+                return replace(self.erasures[e.id], held_until=now + lease)
         return None
 
     async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
         stored = self.erasures[erasure.id]
-        done = stored.generation == erasure.generation
-        self.leases.pop(erasure.id, None)
+        holder = self.leases.get(erasure.id) == erasure.held_until
+        done = holder and stored.generation == erasure.generation
+        if holder:
+            del self.leases[erasure.id]
         self.erasures[erasure.id] = replace(
             stored,
             removed=stored.removed + removed,

@@ -11,10 +11,10 @@ import httpx
 
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from tests.http.conftest import (
-    FULL_KEY,
-    KEYS,
     ERASE,
     ERASER_KEY,
+    FULL_KEY,
+    KEYS,
     READ,
     READER_KEY,
     WRITE,

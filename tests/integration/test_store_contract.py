@@ -411,7 +411,16 @@ async def test_an_erasure_is_claimed_by_one_at_a_time_until_its_lease_runs_out(s
     # A holder that stopped lets its lease run out: another takes the erasure over.
     taken_over = await store.erasures.claim(now + LEASE, LEASE)
     assert taken_over is not None and taken_over.id == "er-1"
-    assert await store.erasures.get("acme", "er-1") == taken_over
+    assert await store.erasures.get("acme", "er-1") == replace(taken_over, held_until=None)
+
+    # The first holder, back late, can neither finish it nor free it for a third.
+    assert await store.erasures.record_pass(first, 2, now + LEASE) is False
+    third = await store.erasures.claim(now + LEASE, LEASE)
+    assert third is not None and third.id == "er-2"  # whose lease ran out too; er-1 stays held
+    assert await store.erasures.claim(now + LEASE, LEASE) is None
+    late = await store.erasures.get("acme", "er-1")
+    assert late is not None and (late.status, late.removed) == (ErasureStatus.RUNNING, 2)
+    assert await store.erasures.record_pass(taken_over, 1, now + LEASE) is True
 
 
 async def test_claims_made_together_take_an_erasure_once(store: Store) -> None:

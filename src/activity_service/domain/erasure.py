@@ -39,6 +39,9 @@ class Erasure:
     generation: int = 0
     """Raised whenever covered events were stored after a pass began (a consumer raced the erasure): the
     erasure is done only after a pass of the latest generation."""
+    held_until: datetime | None = None
+    """Set on a claimed erasure: the end of its holder's lease, which also tells the holder apart (a
+    holder whose lease ran out and was taken over can no longer finish it or free it)."""
 
     @property
     def user(self) -> UserKey:

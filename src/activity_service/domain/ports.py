@@ -144,7 +144,8 @@ class ErasureLog(Protocol):
     async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
         """After a pass of the claimed ``erasure`` that removed ``removed`` events: adds them, and marks it
         ``done`` unless it was raced meanwhile (its generation moved on: it stays to be claimed again).
-        Releases the claim. Returns whether it is done."""
+        Releases the claim. A holder whose lease was taken over only adds what it removed. Returns
+        whether it is done."""
         ...
 
     async def raced(self, users: Collection[UserKey]) -> None:

@@ -80,17 +80,18 @@ class MongoErasureLog:
         document = await self._collection.find_one_and_update(
             {
                 "status": {"$ne": DONE},
-                "$or": [{"leaseUntil": None}, {"leaseUntil": {"$lt": now}}],
+                "$or": [{"leaseUntil": None}, {"leaseUntil": {"$lte": now}}],
             },
             {"$set": {"status": ErasureStatus.RUNNING.value, "leaseUntil": now + lease}},
             sort=[("requestedAt", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
-        return None if document is None else _erasure(document)
+        return None if document is None else _erasure(document, claimed=True)
 
     async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
+        held = {"_id": erasure.id, "leaseUntil": erasure.held_until}
         done = await self._collection.update_one(
-            {"_id": erasure.id, "generation": erasure.generation},
+            {**held, "generation": erasure.generation},
             {
                 "$inc": {"removed": removed},
                 "$set": {"status": DONE, "finishedAt": now, "leaseUntil": None},
@@ -98,10 +99,9 @@ class MongoErasureLog:
         )
         if done.matched_count == 1:
             return True
-        # Raced meanwhile: count what this pass removed, free it for the next pass.
-        await self._collection.update_one(
-            {"_id": erasure.id}, {"$inc": {"removed": removed}, "$set": {"leaseUntil": None}}
-        )
+        # Raced meanwhile (free it for the next pass), or no longer ours: count what this pass removed.
+        await self._collection.update_one({"_id": erasure.id}, {"$inc": {"removed": removed}})
+        await self._collection.update_one(held, {"$set": {"leaseUntil": None}})
         return False
 
     async def raced(self, users: Collection[UserKey]) -> None:
@@ -114,7 +114,7 @@ class MongoErasureLog:
             )
 
 
-def _erasure(document: dict[str, Any]) -> Erasure:
+def _erasure(document: dict[str, Any], *, claimed: bool = False) -> Erasure:
     return Erasure(
         id=document["_id"],
         tenant=document["tenant"],
@@ -124,4 +124,5 @@ def _erasure(document: dict[str, Any]) -> Erasure:
         removed=int(document.get("removed", 0)),
         finished_at=document.get("finishedAt"),
         generation=int(document.get("generation", 0)),
+        held_until=document.get("leaseUntil") if claimed else None,
     )

@@ -26,10 +26,14 @@ CLAIM = (
     " ORDER BY requested_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) c"
     " WHERE e.id = c.id RETURNING e.*"
 )
+# Only the holder of the lease ($6) finishes or frees it; a holder taken over only adds what it removed.
 RECORD_PASS = (
-    "UPDATE erasures SET removed = removed + $3::bigint, lease_until = NULL,"
-    " status = CASE WHEN generation = $4::integer THEN 'done' ELSE 'running' END,"
-    " finished_at = CASE WHEN generation = $4::integer THEN $5::timestamptz END"
+    "UPDATE erasures SET removed = removed + $3::bigint,"
+    " lease_until = CASE WHEN lease_until = $6::timestamptz THEN NULL ELSE lease_until END,"
+    " status = CASE WHEN lease_until = $6::timestamptz AND generation = $4::integer THEN 'done'"
+    " ELSE status END,"
+    " finished_at = CASE WHEN lease_until = $6::timestamptz AND generation = $4::integer"
+    " THEN $5::timestamptz ELSE finished_at END"
     " WHERE tenant = $1 AND id = $2 RETURNING status = 'done'"
 )
 RACED = (
@@ -90,7 +94,7 @@ class PostgresErasureLog:
     async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
         async with self._pool.acquire() as connection:
             done = await connection.fetchval(
-                RECORD_PASS, erasure.tenant, erasure.id, removed, erasure.generation, now
+                RECORD_PASS, erasure.tenant, erasure.id, removed, erasure.generation, now, erasure.held_until
             )
         return bool(done)
 
@@ -111,4 +115,5 @@ def _erasure(row: asyncpg.Record) -> Erasure:
         removed=row["removed"],
         finished_at=row["finished_at"],
         generation=row["generation"],
+        held_until=row.get("lease_until"),
     )
