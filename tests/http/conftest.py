@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
+from activity_service.application.erase_users import GetErasure, RequestErasure
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -23,6 +24,7 @@ from activity_service.application.list_activities import ListActivities
 from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
+from activity_service.application.resends import RecentContent
 from activity_service.bootstrap import ApiServices
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import (
@@ -38,6 +40,7 @@ from tests.fakes import (
     FixedClock,
     InMemoryCounts,
     InMemoryDeadLetterLog,
+    InMemoryErasureLog,
     InMemoryFeed,
     InMemoryProgressLog,
     InMemoryPublisher,
@@ -48,13 +51,16 @@ from tests.fakes import (
 TOPIC = "activities"
 PARTITIONS = 2
 WRITE, READ = "activities:write", "activities:read"
+READ_PII, ERASE = "activities:read-pii", "activities:erase"
 FULL_KEY = "http-full-access-key-0123456789"
 READER_KEY = "http-reader-key-0123456789"
 WRITER_KEY = "http-writer-key-0123456789"
+ERASER_KEY = "http-eraser-key-0123456789"
 KEYS = [
     {"name": "full", "key": FULL_KEY, "scopes": [WRITE, READ]},
     {"name": "reader", "key": READER_KEY, "scopes": [READ]},
     {"name": "writer", "key": WRITER_KEY, "scopes": [WRITE]},
+    {"name": "eraser", "key": ERASER_KEY, "scopes": [ERASE]},
 ]
 PEER = ("127.0.0.1", 40000)
 
@@ -74,6 +80,7 @@ class Fakes:
     clock: FixedClock = field(default_factory=FixedClock)
     ids: SequentialIds = field(default_factory=SequentialIds)
     feed: InMemoryFeed = field(default_factory=InMemoryFeed)
+    erasures: InMemoryErasureLog = field(default_factory=InMemoryErasureLog)
 
     def __post_init__(self) -> None:
         self.publisher.feed = self.feed  # what is published reaches the live tail, as through Kafka
@@ -87,9 +94,12 @@ class Fakes:
         @asynccontextmanager
         async def provide() -> AsyncIterator[ApiServices]:
             freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
+            recent = RecentContent()
             yield ApiServices(
-                record_activity=RecordActivity(self.publisher, self.clock, self.ids),
-                record_batch=RecordBatch(self.publisher, self.clock, self.ids, max_items=max_batch_items),
+                record_activity=RecordActivity(self.publisher, self.clock, self.ids, recent),
+                record_batch=RecordBatch(
+                    self.publisher, self.clock, self.ids, max_items=max_batch_items, recent=recent
+                ),
                 list_activities=ListActivities(
                     self.repository, freshness, max_depth=query.max_depth, max_count=query.max_count
                 ),
@@ -97,6 +107,8 @@ class Fakes:
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
                 follow_activities=FollowActivities(self.feed),
+                request_erasure=RequestErasure(self.erasures, self.ids, self.clock),
+                get_erasure=GetErasure(self.erasures),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
                 ),

@@ -22,7 +22,7 @@ def store(fakes: Fakes, count: int) -> None:
     for n in range(count):
         at = now - timedelta(seconds=n)
         activity = Activity.record(id=f"e{n:05d}", user_id="u", action="a", received_at=at, timestamp=at)
-        fakes.repository.documents[activity.id] = activity
+        fakes.repository.documents[activity.key] = activity
 
 
 async def test_page_mode_reads_at_most_query_max_depth_rows_deep(fakes: Fakes) -> None:

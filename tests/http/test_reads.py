@@ -177,7 +177,9 @@ async def test_status_reports_persisted_dead_lettered_pending_and_unknown(
     http: httpx.AsyncClient, fakes: Fakes
 ) -> None:
     [stored] = await store(fakes, 1)
-    await fakes.dead_letters.add(DeadLetter("t:0:1", "poison", "InvalidActivity", "bad", BASE))
+    await fakes.dead_letters.add(
+        DeadLetter("t:0:1", "poison", "InvalidActivity", "bad", BASE, "default", "u")
+    )
 
     async def status(event_id: str) -> str:
         body = (await http.get(f"/api/activities/{event_id}/status")).json()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.errors import FieldError, InvalidActivity
 
 DEFAULT_PAGE_LIMIT = 10
@@ -42,6 +42,8 @@ class ActivityQuery:
     actions: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
+    tenant: str = DEFAULT_TENANT
+    """Whose events: a query only ever sees one tenant's."""
     page: int = 1
     limit: int = DEFAULT_PAGE_LIMIT
     after: Position | None = None
@@ -69,6 +71,7 @@ class ActivityQuery:
     def fingerprint(self) -> str:
         """Identifies the filters (not the position), so a cursor cannot be reused with other filters."""
         parts = [
+            self.tenant,
             self.user_id or "",
             ",".join(sorted(self.actions)),
             self.start.isoformat() if self.start else "",

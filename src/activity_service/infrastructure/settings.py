@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from activity_service.domain.addresses import AddressMode
+
 _read_environment: ContextVar[bool] = ContextVar("read_environment", default=True)
 
 
@@ -197,6 +199,9 @@ class ConsumerSettings(_Section):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    erasure_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often the consumer looks for erasures to carry out."
+    )
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
@@ -214,6 +219,12 @@ class StreamSettings(_Section):
     idle_seconds: float = Field(
         default=30.0, ge=0, description="The tail stops this long after the last stream."
     )
+    max_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="A stream ends this long after it began (0: never); clients resume with Last-Event-ID, "
+        "so long-lived streams spread over API processes again.",
+    )
 
 
 class RetentionSettings(_Section):
@@ -225,7 +236,7 @@ class RetentionSettings(_Section):
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
-ApiScope = Literal["activities:write", "activities:read"]
+ApiScope = Literal["activities:write", "activities:read", "activities:read-pii", "activities:erase"]
 MIN_KEY_LENGTH = 16
 # Keys that are shipped in this repository and so are no secret: k8s/secret.example.yaml's placeholders
 # (anything holding PLACEHOLDER_MARK) and docker/app.env's committed laptop key (by digest, so that its
@@ -242,6 +253,13 @@ class ApiKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+    tenant: str = Field(
+        default="default",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="Whose events it writes and reads; keys without one belong to `default`.",
+    )
     key: SecretStr | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     scopes: tuple[ApiScope, ...] = Field(min_length=1)
@@ -340,6 +358,14 @@ class Settings(_Section):
         default="production",
         description="development allows the keys shipped in this repository (docker/app.env's, the k8s "
         "example's placeholders); production refuses to start with them.",
+    )
+    ip_address_mode: AddressMode = Field(
+        default=AddressMode.FULL,
+        description="What of the client's address an event keeps: all of it, its network (IPv4 /24, IPv6 "
+        "/48) or nothing; applied before the event is published.",
+    )
+    pii_read_scope_required: bool = Field(
+        default=False, description="true: reads show ipAddress only to keys with activities:read-pii."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from activity_service.infrastructure.mongo.compat import quirks_of
 from activity_service.infrastructure.mongo.delivery import MongoDeadLetterLog, MongoProgressLog
 from activity_service.infrastructure.mongo.documents import Document
+from activity_service.infrastructure.mongo.erasures import MongoErasureLog
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
 from activity_service.infrastructure.settings import MongoSettings
 from activity_service.infrastructure.store import Store
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # Collections beside the activities, in the same database.
 DEAD_LETTERS = "dead_letters"
 PROGRESS = "consumer_progress"
+ERASURES = "erasures"
 
 
 @asynccontextmanager
@@ -55,6 +57,8 @@ async def open_mongo_store(
         dead_letters = MongoDeadLetterLog(database[DEAD_LETTERS], quirks)
         await activities.ensure_indexes()
         await dead_letters.ensure_indexes()
+        erasures = MongoErasureLog(database[ERASURES], quirks)
+        await erasures.ensure_indexes()
         where = f"database {settings.database}, collection {settings.collection}"
         log.info("store: %s, %s", quirks.server, where)
         yield Store(
@@ -65,6 +69,7 @@ async def open_mongo_store(
             counts=activities.counts,
             dead_letters=dead_letters,
             progress=MongoProgressLog(database[PROGRESS], quirks),
+            erasures=erasures,
             ping=ping,
             apply_retention=activities.apply_retention,
         )

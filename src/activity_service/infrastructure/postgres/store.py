@@ -1,4 +1,5 @@
-"""The PostgreSQL store: activities, dead letters and progress in one database, one pool per process."""
+"""The PostgreSQL store: activities, their counts, dead letters, progress and erasures in one database, one
+pool per process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import orjson
 
 from activity_service.infrastructure.postgres.counts import PostgresActivityCounts
 from activity_service.infrastructure.postgres.delivery import PostgresDeadLetterLog, PostgresProgressLog
+from activity_service.infrastructure.postgres.erasures import PostgresErasureLog
 from activity_service.infrastructure.postgres.migrations import migrate
 from activity_service.infrastructure.postgres.repository import PostgresActivityRepository
 from activity_service.infrastructure.settings import PostgresSettings
@@ -85,6 +87,7 @@ async def open_postgres_store(
             counts=PostgresActivityCounts(pool, read_timeout_ms=read_timeout_ms),
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
+            erasures=PostgresErasureLog(pool),
             ping=ping,
             apply_retention=keep_everything,
         )

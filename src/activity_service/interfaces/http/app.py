@@ -82,7 +82,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.security = security
-    app.state.streams = Streams(settings.stream.max_clients, settings.stream.heartbeat_seconds)
+    app.state.streams = Streams(
+        settings.stream.max_clients, settings.stream.heartbeat_seconds, settings.stream.max_seconds
+    )
     routes = RouteTable()  # filled once every route is declared, below
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()

@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from activity_service.application.erase_users import ErasureNotFound
 from activity_service.application.record_batch import BatchTooLarge, InvalidBatch
+from activity_service.application.resends import ConflictingResend
 from activity_service.domain.errors import (
     ActivityNotFound,
     DomainError,
@@ -74,6 +76,19 @@ def install(app: FastAPI, routes: RouteTable) -> None:
     @app.exception_handler(ActivityNotFound)
     async def _not_found(_: Request, exc: ActivityNotFound) -> JSONResponse:
         return problem(404, f"No activity with id {exc.activity_id!r} is stored.")
+
+    @app.exception_handler(ErasureNotFound)
+    async def _no_erasure(_: Request, exc: ErasureNotFound) -> JSONResponse:
+        return problem(404, f"No erasure with id {exc.erasure_id!r} was requested.")
+
+    @app.exception_handler(ConflictingResend)
+    async def _conflict(_: Request, exc: ConflictingResend) -> JSONResponse:
+        return problem(
+            409,
+            "This event id was accepted before with other content; a resend must carry the same content "
+            "(or use a new id).",
+            errors=[FieldError("id", "was accepted before with other content")],
+        )
 
     @app.exception_handler(PublishUnavailable)
     async def _unavailable(_: Request, exc: PublishUnavailable) -> JSONResponse:

@@ -90,7 +90,8 @@ class ApiGate:
         if scope["type"] != "http":  # lifespan; no websocket route exists (the router closes those)
             await self.app(scope, receive, send)
             return
-        access = self.open_paths.access(route_path(scope))
+        path = route_path(scope)
+        access = self.open_paths.access(path)
         if access is Access.OPEN:
             await self.app(scope, receive, send)
             return
@@ -102,7 +103,7 @@ class ApiGate:
                 check(self.security, headers, address, ())
                 rate_headers = {}
             else:
-                client = check(self.security, headers, address, (required_scope(scope["method"]),))
+                client = check(self.security, headers, address, (required_scope(scope["method"], path),))
                 budget = Budget(self.rate_limiter, client)
                 state = scope.setdefault("state", {})
                 state["client"], state["budget"] = client, budget
