@@ -5,7 +5,7 @@ migrations (the same tables, the same four indexes), the same rows the consumer 
 values ``rows.columns_of`` gives for the decoded events), CONSUMER_MAX_BATCH_RECORDS rows a statement:
 
 - **bare, one connection**: asyncpg, ``INSERT INTO activities (...) SELECT * FROM unnest($1::text[], ...)
-  ON CONFLICT (id) DO NOTHING RETURNING id``, one batch at a time (what the scratch measurement in
+  ON CONFLICT (tenant, id) DO NOTHING RETURNING id``, one batch at a time (what the scratch measurement in
   bench/scratch/pg_driver_bench.md found fastest for one statement per batch);
 - **bare, two connections**: the same statement with two batches in flight on two connections;
 - **service statement, one connection**: the service's own INSERT (repository.INSERT), which also moves
@@ -28,9 +28,9 @@ from typing import Any
 import asyncpg
 
 from activity_service.infrastructure.postgres.migrations import migrate
-from activity_service.infrastructure.postgres.repository import INSERT
 from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES
 from activity_service.infrastructure.postgres.store import _prepare
+from activity_service.infrastructure.postgres.writes import INSERT
 from bench.procs import cpu_seconds
 from bench.stats import ms, percentile
 from bench.targets import dsn_of
@@ -38,7 +38,7 @@ from bench.targets import dsn_of
 BARE = (
     f"INSERT INTO activities ({', '.join(COLUMNS)})"
     f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
-    " ON CONFLICT (id) DO NOTHING RETURNING id"
+    " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
 )
 ROUND_BATCHES = 20
 # name: (statement, connections it keeps busy)

@@ -22,17 +22,17 @@ class _Recording:
         self._connection = connection
         self._statements = statements
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:  # noqa: ASYNC109 (asyncpg's)
         self._statements.append((sql, args))
-        return list(await self._connection.fetch(sql, *args))
+        return list(await self._connection.fetch(sql, *args, timeout=timeout))
 
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None:  # noqa: ASYNC109 (asyncpg's)
         self._statements.append((sql, args))
-        return await self._connection.fetchrow(sql, *args)
+        return await self._connection.fetchrow(sql, *args, timeout=timeout)
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (asyncpg's)
         self._statements.append((sql, args))
-        return await self._connection.fetchval(sql, *args)
+        return await self._connection.fetchval(sql, *args, timeout=timeout)
 
 
 class _Acquired:
@@ -51,7 +51,7 @@ class ExplainingPool:
         self.connection = connection
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
 
-    def acquire(self) -> _Acquired:
+    def acquire(self, timeout: float | None = None) -> _Acquired:
         return _Acquired(self)
 
 

@@ -24,12 +24,14 @@ from typing import Any
 import asyncpg
 import httpx
 
+from activity_service.domain.activity import DEFAULT_TENANT
 from activity_service.domain.stats import Interval
 from activity_service.infrastructure.postgres.counts import PostgresActivityCounts
 from activity_service.infrastructure.postgres.migrations import migrate
-from activity_service.infrastructure.postgres.repository import INSERT, PostgresActivityRepository
+from activity_service.infrastructure.postgres.repository import PostgresActivityRepository
 from activity_service.infrastructure.postgres.rows import COLUMNS
 from activity_service.infrastructure.postgres.store import _prepare
+from activity_service.infrastructure.postgres.writes import INSERT
 from activity_service.interfaces.http.schemas.reads import ListParams
 from activity_service.interfaces.http.schemas.stats import StatsParams
 from bench.checks import check
@@ -47,6 +49,7 @@ FILL_BATCH = 10_000
 USER = "bench-user-7"
 STATS_PATH = API_PATH + "/stats"
 EXPECTED_COLUMNS = (
+    "tenant",
     "id",
     "user_id",
     "action",
@@ -57,6 +60,8 @@ EXPECTED_COLUMNS = (
     "original_timestamp",
     "sent_at",
     "trace_id",
+    "source",
+    "fingerprint",
 )
 
 
@@ -282,6 +287,7 @@ async def _fill(dsn: str, tag: str, newest: datetime, total: int) -> dict[str, A
                 r = range(start, min(start + FILL_BATCH, total))
                 await connection.fetch(
                     INSERT,
+                    [DEFAULT_TENANT] * len(r),
                     [event_id(tag, n) for n in r],
                     [f"bench-user-{n % TEMPLATES}" for n in r],
                     [ACTIONS[n % len(ACTIONS)] for n in r],
@@ -289,6 +295,8 @@ async def _fill(dsn: str, tag: str, newest: datetime, total: int) -> dict[str, A
                     [newest] * len(r),
                     [{"path": "/pricing", "referrer": "newsletter", "n": n} for n in r],
                     ["127.0.0.1"] * len(r),
+                    [None] * len(r),
+                    [None] * len(r),
                     [None] * len(r),
                     [None] * len(r),
                     [None] * len(r),
@@ -324,11 +332,15 @@ async def _explain(
         counts = PostgresActivityCounts(pool)  # type: ignore[arg-type]
         plans: dict[str, Any] = {}
         for name, params in lists.items():
-            query = ListParams(**_as_lists(params)).to_query()  # what the API asks the repository
+            query = ListParams(**_as_lists(params)).to_query(
+                DEFAULT_TENANT
+            )  # what the API asks the repository
             plans[name] = await explain(pool, lambda q=query: repository.find(q))
-        plans["get by id"] = await explain(pool, lambda: repository.get(event_id(tag, total // 2)))
+        plans["get by id"] = await explain(
+            pool, lambda: repository.get(DEFAULT_TENANT, event_id(tag, total // 2))
+        )
         for name, params in stats.items():
-            query = StatsParams(**_as_lists(params)).to_query()
+            query = StatsParams(**_as_lists(params)).to_query(DEFAULT_TENANT)
             plans[name] = await explain(pool, lambda q=query: counts.count(q))
     finally:
         await connection.close()
