@@ -48,8 +48,10 @@ class Names:
 def service_env(
     stack: Mapping[str, str], names: Names, partitions: int, extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """The environment of an API or consumer process. Auth stays on (as deployed) with one bench key;
-    the rate limit is off, since the bench is the one client and measures the service, not the limiter."""
+    """The environment of an API or consumer process, with the production defaults: auth on with one
+    bench key, the rate limiter on (in memory, as shipped) with its limits raised so that the bench, one
+    client sending far more than a client may, is never refused: every request pays the limiter's cost
+    and none gets a 429. Access log and metrics as shipped."""
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=stack["kafka"],
@@ -63,7 +65,9 @@ def service_env(
         AUTH_API_KEYS=json.dumps(
             [{"name": "bench", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}]
         ),
-        RATE_LIMIT_ENABLED="false",
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_EVENTS_PER_SECOND="100000000",
+        RATE_LIMIT_BURST="100000000",
         # The consumer serves its metrics on a port of its own: a free one, so that a consumer of a test
         # running on this machine at the same time cannot take it.
         CONSUMER_METRICS_HOST="127.0.0.1",
@@ -117,10 +121,14 @@ class Processes:
         self.started.append(service)
         return service
 
-    def start_api(self, name: str, env: Mapping[str, str], *, ceiling: bool = False) -> Service:
+    def start_api(self, name: str, env: Mapping[str, str], *, kind: str = "service") -> Service:
+        """``kind``: "service" (`activity-service api`), "noop" (the service publishing to nothing,
+        bench/ceiling_server.py), "validate" or "asgi" (bench/bare_server.py)."""
         port = free_port()
-        if ceiling:
+        if kind == "noop":
             args = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
+        elif kind in ("validate", "asgi"):
+            args = [sys.executable, "-m", "bench.bare_server", kind, "--port", str(port)]
         else:
             args = [CLI, "api", "--port", str(port)]
         service = self.spawn(name, args, env)
