@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import budget
 from bench.explain import capabilities, gaps, pg_plans, profiles
 
 ORDER = [
@@ -129,6 +130,9 @@ def markdown(results: dict[str, Any], out: Path) -> str:
     if misses:
         lines += ["", "## Why the missed targets are missed", ""]
         lines += misses
+    staged = budget.markdown(results, out)
+    if staged:
+        lines += ["", "## API CPU budget by stage", "", *staged]
     profiled = profiles(results, out)
     if profiled:
         lines += ["", "## Profiles", ""]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    budget,
     counts,
     ferretdb_pg,
     ingest,
@@ -312,6 +313,8 @@ def run(
                 f"  {row['verdict']}  {report.number(row['scenario'])}. {row['figure']}: "
                 f"{report.fmt(row['value'])} {row['unit']}{ratio}"
             )
+    for line in budget.markdown(results, out)[2:]:  # the table, without its prose
+        ctx.say(line)
     print(meta["one_line"], flush=True)
     if failed:
         eprint(f"bench: {len(failed)} scenario(s) failed; their errors are in {md}. Logs: {ctx.procs.logs}")
