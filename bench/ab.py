@@ -3,11 +3,12 @@
 BEFORE and AFTER are checkouts (e.g. `git worktree add --detach /tmp/before <commit>`); each API process
 imports the service from its tree's src/ (PYTHONPATH, ahead of this virtualenv's editable install) and
 runs with the bench's production defaults (bench.procs.service_env: auth on, rate limiter on, access log
-and metrics on), the consumer stopped. Rounds alternate the order (ABBA...), so a machine that gets busier
-or quieter during the run weighs on both sides alike. Each round measures single POST and batch POST
-with wrk as scenarios 2 and 3 do; the figure that decides is the API's CPU per request (its CPU time
-over requests answered), which a shared machine disturbs less than throughput. Prints a table and
-writes it as JSON with --out.
+and metrics on), the consumer stopped. Rounds alternate the order (ABBA...), so a machine that gets
+busier or quieter during the run weighs on both sides alike. Each round measures single POST and batch
+POST with wrk as scenarios 2 and 3 do; the figure that decides is the API's CPU per request (its CPU
+time over requests answered), which a shared machine disturbs less than throughput. Prints a table and
+writes it as JSON with --out. With --in-process, the sides run ``bench.parsing --production`` instead
+(the app's CPU time in-process: no server, no broker).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -65,6 +67,36 @@ def _round(procs: Processes, wrk_bin: str, tree: Path, names: Names, seconds: fl
     return out
 
 
+def in_process(sides: dict[str, Path], rounds: int, out: Path | None) -> int:
+    """bench.parsing --production (the app through its ASGI callable, CPU time, no server, no broker) from
+    each tree, alternating; the best of each side's runs."""
+    runs: list[dict[str, Any]] = []
+    for r in range(rounds):
+        for side in ["before", "after"] if r % 2 == 0 else ["after", "before"]:
+            env = {**os.environ, "PYTHONPATH": str(sides[side] / "src")}
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.parsing", "--production", "--json", "--rounds", "3"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            runs.append({"round": r, "side": side, **json.loads(done.stdout.strip().splitlines()[-1])})
+            print(f"round {r} {side}: {runs[-1]}", flush=True)
+    summary: dict[str, Any] = {"trees": {k: str(v) for k, v in sides.items()}, "runs": runs, "best": {}}
+    print("| request | before, best µs of CPU | after, best µs of CPU | after / before |")
+    print("|---|---|---|---|")
+    for name in ("single", "batch of 100"):
+        best = {side: min(x[name] for x in runs if x["side"] == side) for side in sides}
+        ratio = round(best["after"] / best["before"], 3)
+        summary["best"][name] = {**{k: round(v, 1) for k, v in best.items()}, "ratio": ratio}
+        print(f"| {name} | {best['before']:.1f} | {best['after']:.1f} | {ratio} |")
+    if out:
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.ab")
     parser.add_argument("before", type=Path)
@@ -72,7 +104,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="compare bench.parsing --production (CPU time in-process) instead of the served API",
+    )
     args = parser.parse_args(argv)
+    if args.in_process:
+        return in_process(
+            {"before": args.before.resolve(), "after": args.after.resolve()}, args.rounds, args.out
+        )
     run_id = f"ab{uuid.uuid4().hex[:6]}"
     procs = Processes(Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-")))
     wrk_bin = wrk.ensure_wrk(print)
