@@ -6,8 +6,9 @@ rate limit, so what is measured is the CPU a request costs the API before Kafka:
 no event-loop scheduling beyond the request's own awaits. Bodies are those the bench's wrk script sends
 (bench/lua/load.lua): one activity, and a batch of 100. Prints the best of several rounds, in µs per
 request (best, not mean: on a shared machine the minimum is the least noisy estimate of the cost), of
-the process's CPU time rather than wall time, so other processes on the cores do not count. With --production: metrics on, the rate limiter on (limits raised), INFO logs as JSON lines to a file,
-and after each request the access-log call uvicorn makes (same logger, format and arguments).
+the process's CPU time rather than wall time, so other processes on the cores do not count. With
+--production: metrics on, the rate limiter on (limits raised), INFO logs as JSON lines to a file, and
+after each request the access-log call uvicorn makes (same logger, format and arguments).
 """
 
 from __future__ import annotations
