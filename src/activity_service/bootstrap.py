@@ -18,7 +18,13 @@ from aiokafka.errors import KafkaError
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
-from activity_service.application.erase_users import ErasedUsers, GetErasure, RequestErasure, RunErasures
+from activity_service.application.erase_users import (
+    ErasedUsers,
+    GetErasure,
+    LiveErasures,
+    RequestErasure,
+    RunErasures,
+)
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -91,7 +97,9 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             database.progress, settings.kafka.topic, partitions=settings.kafka.topic_partitions
         )
         clock, ids = SystemClock(), Uuid7Ids()
-        recent = RecentContent()  # one per process: a batch resend conflicts with a single event too
+        # One of each per process: a batch resend conflicts with a single event too; one erasure cache.
+        live_erasures = LiveErasures(database.erasures, clock)
+        recent = RecentContent(live_erasures)
         tail = KafkaTail(
             partial(_feed_consumer, settings),
             settings.kafka.topic,
@@ -114,8 +122,8 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
                 count_activities=CountActivities(database.counts, freshness),
-                follow_activities=FollowActivities(tail),
-                request_erasure=RequestErasure(database.erasures, ids, clock),
+                follow_activities=FollowActivities(tail, live_erasures),
+                request_erasure=RequestErasure(database.erasures, ids, clock, live_erasures),
                 get_erasure=GetErasure(database.erasures),
                 readiness=CheckReadiness(
                     {"kafka": publisher.ping, database.kind: database.ping},

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
-from activity_service.application.erase_users import GetErasure, RequestErasure
+from activity_service.application.erase_users import GetErasure, LiveErasures, RequestErasure
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -94,7 +94,8 @@ class Fakes:
         @asynccontextmanager
         async def provide() -> AsyncIterator[ApiServices]:
             freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
-            recent = RecentContent()
+            live = LiveErasures(self.erasures, self.clock)
+            recent = RecentContent(live)
             yield ApiServices(
                 record_activity=RecordActivity(self.publisher, self.clock, self.ids, recent),
                 record_batch=RecordBatch(
@@ -106,8 +107,8 @@ class Fakes:
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
-                follow_activities=FollowActivities(self.feed),
-                request_erasure=RequestErasure(self.erasures, self.ids, self.clock),
+                follow_activities=FollowActivities(self.feed, live),
+                request_erasure=RequestErasure(self.erasures, self.ids, self.clock, live),
                 get_erasure=GetErasure(self.erasures),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1

@@ -99,7 +99,7 @@ class RecordBatch:
             except InvalidActivity as exc:
                 results.append(ItemResult(index, errors=exc.errors))
                 continue
-            if self._recent.conflicts(activity):
+            if await self._recent.conflicts(activity):
                 results.append(ItemResult(index, errors=(FieldError("id", CONFLICT),)))
             else:
                 results.append(ItemResult(index, activity=activity))
