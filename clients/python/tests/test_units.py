@@ -56,7 +56,12 @@ def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
 
 
 def _batch(n: int) -> Batch:
-    return Batch([Event(i, f"id-{i}", b"") for i in range(n)])
+    return Batch([Event(i, b'{"id":"%b"' % _id(i).encode()) for i in range(n)])
+
+
+def _id(i: int) -> str:
+    """A 36-character id, as the body carries it (the event reads its id from there)."""
+    return f"id-{i:033d}"
 
 
 def _judge(
@@ -85,8 +90,8 @@ def test_503_and_429_pause_the_whole_client_but_500_only_the_batch() -> None:
 def test_a_400_resends_what_it_did_not_reject() -> None:
     body = b'{"results": [{"index": 0, "status": "rejected", "errors": []}]}'
     verdict = _judge(_batch(2), 400, body)
-    assert [e.id for e in verdict.finished] == ["id-0"]
-    assert [[e.id for e in b.events] for b in verdict.resend] == [["id-1"]]
+    assert [e.id for e in verdict.finished] == [_id(0)]
+    assert [[e.id for e in b.events] for b in verdict.resend] == [[_id(1)]]
 
 
 def test_401_is_retried_until_auth_retry_time_then_refused() -> None:
@@ -111,4 +116,4 @@ def test_a_202_that_rejects_nothing_is_read_without_parsing_every_result() -> No
         assert verdict.accepted == 3 and not verdict.refusals
     tricky = b'{"accepted":2,"rejected":1,"results":[{"index":1,"status":"rejected","errors":[]}]}'
     verdict = _judge(_batch(3), 202, tricky)
-    assert verdict.accepted == 2 and [r.event_id for r in verdict.refusals] == ["id-1"]
+    assert verdict.accepted == 2 and [r.event_id for r in verdict.refusals] == [_id(1)]

@@ -174,9 +174,9 @@ class Core:
     def has_room(self) -> bool:
         return self.enqueued - self.finished < self.max_queue_size
 
-    def put(self, event_id: str, body: bytes) -> bool:
+    def put(self, body: bytes) -> bool:
         """Queues an event; True when a sender should be woken (the first event, or a full batch)."""
-        self.queue.put(event_id, body)
+        self.queue.put(body)
         self.enqueued += 1
         waiting = self.enqueued - self.taken
         if waiting == 1:

@@ -52,9 +52,13 @@ class Event:
     spool's locator (segment number, offset, length), None without a spool."""
 
     seq: int
-    id: str
     body: bytes
     where: tuple[int, int, int] | None = None
+
+    @property
+    def id(self) -> str:
+        """Read from the body when asked (a refusal): the queues keep no second copy of it."""
+        return event_id_of(self.body)
 
 
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]

@@ -124,7 +124,7 @@ class AsyncClient:
         self._start()
         if not core.has_room() and not await self._wait_for_room():
             return event_id
-        if core.put(event_id, body):
+        if core.put(body):
             self._wake.set()
         return event_id
 
