@@ -82,9 +82,9 @@ imports: install
 
 check: lint typecheck imports
 
-# Two pytest runs, both always: the service's tests (tests/, tests/sdk drives the SDK against the real
-# stack), then the SDK's own (clients/python/tests, against its fake API; a package also named `tests`,
-# so it runs from its own directory and configuration; pytest-asyncio is the service's, not its).
+# Two pytest runs, both always: the service's tests (tests/; tests/e2e/test_sdk.py drives the SDK
+# against the real stack), then the SDK's own (clients/python/tests, against its fake API; a package also
+# named `tests`, so it runs from its own directory and configuration; pytest-asyncio is the service's).
 # Fails when either does.
 test: deps-system install stack-up check sdk-wheel
 	status=0; \
