@@ -184,6 +184,17 @@ class Core:
             return True
         return waiting == self.max_batch_size
 
+    def drop(self) -> None:
+        """An event not queued (on_full="drop"): counted, and logged at the 1st, 2nd, 4th, 8th... drop, so
+        a full queue is never silent and a long one does not flood the log."""
+        self.dropped += 1
+        if self.dropped & (self.dropped - 1) == 0:
+            log.warning(
+                'queue full (%d events): %d event(s) dropped so far (on_full="drop")',
+                self.max_queue_size,
+                self.dropped,
+            )
+
     # --- senders --------------------------------------------------------------------------------------
 
     def due_in(self, now: float) -> float | None:

@@ -206,7 +206,7 @@ class AsyncClient:
         core = self._core
         policy = core.options.on_full
         if policy == "drop":
-            core.dropped += 1
+            core.drop()
             return False
         if policy == "block":
             await self._wait(lambda: core.has_room() or core.closed, core.options.block_timeout)

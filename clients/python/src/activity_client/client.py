@@ -225,7 +225,7 @@ class Client:
         core = self._core
         policy = core.options.on_full
         if policy == "drop":
-            core.dropped += 1
+            core.drop()
             return False
         if policy == "block":
             deadline = time.monotonic() + core.options.block_timeout
