@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SDK := clients/python
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
 MONGO_PORT ?= 27017
@@ -15,11 +16,11 @@ STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install lock lock-upgrade deps-system stack-up stack-down stack-status run lint typecheck imports check test test-faults bench bench-quick
+.PHONY: help install lock lock-upgrade deps-system stack-up stack-down stack-status run lint typecheck imports check test test-faults bench bench-quick sdk-wheel
 
 help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
-	@echo "make test        install, start the local stack, then lint, types, import layers and all tests"
+	@echo "make test        install, start the local stack, then lint, types, import layers, the SDK wheel and all tests"
 	@echo "make test-faults fault injection under load (kills, outages, overload, poison) and fuzzing, ~10 min"
 	@echo "make stack-up    start (or reuse) the local Kafka broker, FerretDB and PostgreSQL; make stack-down stops them"
 	@echo "make install     create .venv/ and install the project with its dev extras, from requirements/dev.lock"
@@ -28,11 +29,13 @@ help:
 install: $(VENV)/.installed
 
 # Exactly the pinned, hash-checked versions of requirements/dev.lock (the image installs runtime.lock, the
-# same pins without the dev extras); then the project itself, with no dependency resolution at all.
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+# same pins without the dev extras); then the project itself and the Python SDK (clients/python: no
+# runtime dependencies, its dev tools are in the lock), with no dependency resolution at all. A local
+# editable package cannot stand in a hashed lock: it is installed beside the project, not pinned.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock $(SDK)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . -e $(SDK)
 	@touch $@
 
 # The locks, from pyproject.toml, for Python 3.11 on any platform, every file's hash included. An existing
@@ -66,19 +69,33 @@ run: install stack-up
 	@$(STACK_ENV) bash scripts/run-local.sh
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests $(SDK)
+	$(BIN)/ruff format --check src tests $(SDK)
 
+# The SDK under its own configuration (clients/python/pyproject.toml: strict, no pydantic plugin).
 typecheck: install
 	$(BIN)/mypy src
+	cd $(SDK) && $(abspath $(BIN))/mypy src
 
 imports: install
 	$(BIN)/lint-imports
 
 check: lint typecheck imports
 
-test: deps-system install stack-up check
-	$(TEST_ENV) $(BIN)/pytest --ignore=tests/faults $(PYTEST_ARGS)
+# Two pytest runs, both always: the service's tests (tests/; tests/e2e/test_sdk.py drives the SDK
+# against the real stack), then the SDK's own (clients/python/tests, against its fake API; a package also
+# named `tests`, so it runs from its own directory and configuration; pytest-asyncio is the service's).
+# Fails when either does.
+test: deps-system install stack-up check sdk-wheel
+	status=0; \
+	$(TEST_ENV) $(BIN)/pytest --ignore=tests/faults $(PYTEST_ARGS) || status=$$?; \
+	(cd $(SDK) && $(abspath $(BIN))/pytest -p no:asyncio $(SDK_PYTEST_ARGS)) || status=$$?; \
+	exit $$status
+
+# The SDK's wheel in dist/ (what `pip install activity-client` would get); built by every `make test`.
+sdk-wheel: install
+	rm -f dist/activity_client-*.whl
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps $(SDK) -w dist/
 
 # Fault injection (tests/faults, ~10 minutes): steady load through the real API while the consumer is
 # killed, the broker and the database are stopped, the API is overloaded or stopped, poison is written to

@@ -18,6 +18,7 @@ ORDER = [
     "6_queries",
     "7_memory",
     "8_observability",
+    "S_sdk_track",  # the Python SDK (bench/sdk_track.py)
 ]
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, observability, persistence, pipeline, queries, report, wrk
+from bench import ingest, observability, persistence, pipeline, queries, report, sdk_track, wrk
 from bench.broker import delete_topics
 from bench.context import Context, eprint
 from bench.data import now_millis
@@ -178,6 +178,9 @@ def run(
         six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
         if six:
             scenarios["6_queries"] = six
+        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx))
+        if sdk:
+            scenarios["S_sdk_track"] = sdk
     finally:
         ctx.procs.stop_all()
         _clean_up(ctx)

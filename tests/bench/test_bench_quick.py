@@ -26,6 +26,7 @@ SCENARIOS = [
     "6_queries",
     "7_memory",
     "8_observability",
+    "S_sdk_track",
 ]
 
 
