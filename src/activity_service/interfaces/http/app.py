@@ -31,12 +31,15 @@ from activity_service.interfaces.http.stream import Streams
 
 DESCRIPTION = """
 Ingest API for user-activity events. `POST` answers **202** only once Kafka acknowledged the event; a
-separate consumer stores it (MongoDB or PostgreSQL) shortly after, idempotently by event id. Errors are
+separate consumer stores it (MongoDB or PostgreSQL) shortly after, idempotently by event id within the
+key's tenant (the same id with other content is a conflict: 409, or `conflict` at `/status`). Errors are
 `application/problem+json` (RFC 9457).
 
 Every `/api` route needs an API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`: scope
-`activities:write` to POST, `activities:read` to GET. Each client has a token bucket: a request costs one
-token, a batch one per event; answers carry `RateLimit` and `RateLimit-Policy`, and 429 `Retry-After`.
+`activities:write` to POST, `activities:read` to GET, `activities:read-pii` to see `ipAddress` where
+PII_READ_SCOPE_REQUIRED is set, `activities:erase` to erase a user. A key sees only its tenant's events.
+Each client has a token bucket: a request costs one token, a batch one per event; answers carry
+`RateLimit` and `RateLimit-Policy`, and 429 `Retry-After`.
 """
 
 

@@ -59,6 +59,11 @@ router = APIRouter(
     summary="Record one activity",
     responses={
         400: {**PROBLEM, "description": "Invalid activity; `errors` names every offending field."},
+        409: {
+            **PROBLEM,
+            "description": "This `id` (or Idempotency-Key) was sent before with other content: nothing "
+            "accepted. (A conflict the API cannot see is reported by `/status` as `conflict`.)",
+        },
         413: {**PROBLEM, "description": "Body larger than the per-event limit."},
         415: {**PROBLEM, "description": "Body is not JSON."},
         503: {
@@ -77,8 +82,8 @@ async def record_activity(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Fixes the event id (as `id` in the body would): resending with the same key stores "
-            "nothing new.",
+            description="Fixes the event id (as `id` in the body would): resending the same event with the "
+            "same key stores nothing new; other content under it is a conflict (409).",
         ),
     ] = None,
 ) -> Accepted:
@@ -115,7 +120,8 @@ async def record_batch(
 ) -> dict[str, Any]:
     """Each item is validated on its own. All valid items are published together, and the answer comes
     once Kafka acknowledged every one: `results` has one entry per item, in input order, `accepted` with
-    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint.
+    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint; an
+    item whose `id` was sent before with other content is `rejected` (errors on `id`).
     Spends one rate-limit token per item (the first one at the gate); a batch larger than
     RATE_LIMIT_BURST is a 413."""
     response.headers.update(await budget_of(request).spend(len(body.activities), prepaid=1))
