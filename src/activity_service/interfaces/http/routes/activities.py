@@ -13,6 +13,7 @@ from activity_service.domain.times import to_iso
 from activity_service.interfaces.http.callers import sender_of, shows_addresses, tenant_of
 from activity_service.interfaces.http.dependencies import Services
 from activity_service.interfaces.http.observability import rejected_events
+from activity_service.interfaces.http.route_table import public_path
 from activity_service.interfaces.http.schemas.common import Problem
 from activity_service.interfaces.http.schemas.ingest import (
     Accepted,
@@ -92,7 +93,7 @@ async def record_activity(
     activity = await services.record_activity.execute(
         body.to_draft(sender_of(request), _idempotent_id(body, idempotency_key))
     )
-    response.headers["Location"] = f"/api/activities/{activity.id}"
+    response.headers["Location"] = public_path(request.scope, f"/api/activities/{activity.id}")
     return Accepted(id=activity.id)
 
 

@@ -17,6 +17,7 @@ from activity_service.domain.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
 from activity_service.domain.times import to_iso
 from activity_service.interfaces.http.callers import tenant_of
 from activity_service.interfaces.http.dependencies import Services
+from activity_service.interfaces.http.route_table import public_path
 from activity_service.interfaces.http.routes.activities import GATE_RESPONSES, PROBLEM, UNAVAILABLE
 
 router = APIRouter(prefix="/api", tags=["erasure"], responses=GATE_RESPONSES)
@@ -69,7 +70,7 @@ async def erase_user(
     request are kept. A consumer carries it out; follow it at `Location` (GET /api/erasures/{id}). A user
     with no events is erased all the same (0 removed). Kafka keeps its copies until its retention."""
     erasure = await services.request_erasure.execute(tenant_of(request), userId)
-    response.headers["Location"] = f"/api/erasures/{erasure.id}"
+    response.headers["Location"] = public_path(request.scope, f"/api/erasures/{erasure.id}")
     return {"erasureId": erasure.id, "status": erasure.status.value}
 
 
