@@ -123,7 +123,10 @@ async def test_a_resend_with_other_content_is_a_409_and_never_a_silent_202(fakes
         results = batch.json()["results"]
         assert results[0]["status"] == "rejected" and results[0]["errors"][0]["field"] == "id"
         assert results[1]["status"] == "accepted"
-    assert [a.metadata["total"] for a in fakes.publisher.published] == [10, 10, 10]
+        one_batch = [{**SAME, "id": "b1"}, {**SAME, "id": "b1", "action": "refund"}, {**SAME, "id": "b1"}]
+        within = (await http.post("/api/activities/batch", json={"activities": one_batch})).json()
+        assert [r["status"] for r in within["results"]] == ["accepted", "rejected", "accepted"]
+    assert [a.metadata["total"] for a in fakes.publisher.published] == [10, 10, 10, 10, 10]
 
 
 async def test_an_erasure_is_accepted_for_any_user_and_followed_by_its_own_tenant_only(fakes: Fakes) -> None:
