@@ -164,6 +164,12 @@ class IngestSettings(_Section):
     max_body_bytes_in_progress: int = Field(
         default=16_777_216, ge=1024, description="Bodies of the ingest requests alive, at most (then 503)."
     )
+    max_compression_ratio: int = Field(
+        default=100,
+        ge=1,
+        description="A compressed body (Content-Encoding gzip or deflate) may inflate to at most this many "
+        "times its size on the wire (then 413), besides the size limits, which count its inflated bytes.",
+    )
 
 
 class QuerySettings(_Section):

@@ -113,6 +113,7 @@ def create_app(
             accept_queue=accept_queue,
             max_accept_queue=ingest.max_accept_queue,
             max_body_bytes=ingest.max_body_bytes_in_progress,
+            max_compression_ratio=ingest.max_compression_ratio,
         ),
         # reads in progress (503 beyond QUERY_MAX_CONCURRENT)
         Middleware(

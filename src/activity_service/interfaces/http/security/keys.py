@@ -36,10 +36,29 @@ class Client:
     """Whose events it writes and reads: only its own."""
     source: str | None = None
     """What an event it writes records as its source: the key's name (none without auth)."""
+    origins: frozenset[str] | None = None
+    """A publishable key's web origins, the only ones it is taken from; None for a secret key."""
+
+    @property
+    def publishable(self) -> bool:
+        return self.origins is not None
 
     @classmethod
-    def for_key(cls, name: str, scopes: Iterable[str], tenant: str = DEFAULT_TENANT) -> Client:
-        return cls(name=name, scopes=frozenset(scopes), bucket=f"key:{name}", tenant=tenant, source=name)
+    def for_key(
+        cls,
+        name: str,
+        scopes: Iterable[str],
+        tenant: str = DEFAULT_TENANT,
+        origins: Iterable[str] | None = None,
+    ) -> Client:
+        return cls(
+            name=name,
+            scopes=frozenset(scopes),
+            bucket=f"key:{name}",
+            tenant=tenant,
+            source=name,
+            origins=None if origins is None else frozenset(origins),
+        )
 
     @classmethod
     def anonymous(cls, address: str | None) -> Client:
