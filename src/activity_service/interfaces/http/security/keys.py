@@ -73,7 +73,15 @@ class _Entry:
 
 class ApiKeys:
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._entries = tuple(_Entry(k.digest, Client.for_key(k.name, k.scopes, k.tenant)) for k in keys)
+        self._entries = tuple(
+            _Entry(k.digest, Client.for_key(k.name, k.scopes, k.tenant, k.origins if k.publishable else None))
+            for k in keys
+        )
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """Every origin some publishable key is taken from."""
+        return frozenset(origin for entry in self._entries for origin in entry.client.origins or ())
 
     def __len__(self) -> int:
         return len(self._entries)
