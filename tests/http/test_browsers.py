@@ -321,6 +321,20 @@ async def test_a_publishable_key_is_limited_per_client_address_as_well_as_per_ke
         ]
 
 
+async def test_the_sdk_script_is_open_small_cacheable_and_importable_cross_origin(fakes: Fakes) -> None:
+    async with serve(fakes, config(auth={"protect_docs": True, "protect_metrics": True}), key=None) as http:
+        script = await http.get("/sdk/activity.js", headers={"Origin": SHOP})
+        assert script.status_code == 200
+        assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert script.headers["access-control-allow-origin"] == "*"  # a module script is fetched with CORS
+        cache = script.headers["cache-control"]
+        assert cache.startswith("public") and int(cache.split("max-age=")[1]) >= 86_400
+        assert "export function track" in script.text and "export function init" in script.text
+        assert len(gzip.compress(script.content, 9)) <= 5 * 1024, "the SDK must stay within 5 KB gzipped"
+        again = await http.get("/sdk/activity.js", headers={"If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+
+
 async def test_publishable_keys_need_scopes_and_origins_that_fit(fakes: Fakes) -> None:
     from pydantic import ValidationError
 

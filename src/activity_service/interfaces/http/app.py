@@ -14,7 +14,7 @@ from activity_service.bootstrap import ServiceProvider
 from activity_service.infrastructure.observability.tracing import tracing_enabled
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
-from activity_service.interfaces.http import docs, explorer, problems
+from activity_service.interfaces.http import docs, explorer, problems, sdk
 from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, ReadGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
@@ -40,7 +40,8 @@ token, a batch one per event; answers carry `RateLimit` and `RateLimit-Policy`, 
 
 The POST bodies may be compressed (`Content-Encoding: gzip` or `deflate`); the size limits count the
 decompressed body. Web pages use a **publishable** key (write only, from its own origins, also as
-`?key=`) and may send `text/plain` bodies holding JSON (`navigator.sendBeacon`).
+`?key=`), may send `text/plain` bodies holding JSON (`navigator.sendBeacon`), and can load the browser
+SDK from `/sdk/activity.js`.
 """
 
 
@@ -146,6 +147,7 @@ def create_app(
         routes.load(router.routes)
     docs.install(app, protect=security.protect_docs)
     explorer.install(app)  # open: a static page; its data calls send the key (explorer/__init__.py)
+    sdk.install(app)  # open: the browser SDK, a static script
     if settings.metrics_enabled:
         install_metrics_route(app, protect=security.protect_metrics)
     routes.load(app.router.routes)  # the ones declared on the app itself (docs, metrics)

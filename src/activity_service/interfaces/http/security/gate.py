@@ -5,7 +5,7 @@ times more per request on the hot path.
 Deny by default, decided on the path the router will route (``route_path``: without the ``root_path``
 the app is served or mounted under), so that what is checked is what is served. Only the paths in
 ``OpenPaths`` pass without a key: liveness and readiness, the explorer page and the static files of it
-and of the Swagger UI, and /docs, /openapi.json and /metrics
+and of the Swagger UI, the browser SDK (/sdk/activity.js), and /docs, /openapi.json and /metrics
 unless AUTH_PROTECT_DOCS / AUTH_PROTECT_METRICS ask for a key (any valid secret key then, and no
 rate-limit token). Every other path, known or not, needs a key holding the scope its method needs
 (activities:read to GET, activities:write otherwise) and spends a token.
@@ -48,9 +48,10 @@ class OpenPaths:
     protect_docs: bool = False
     protect_metrics: bool = False
 
-    ALWAYS = frozenset({"/health", "/health/ready", "/explorer"})
-    """Liveness, readiness, and the explorer page (static: it holds no data and no key; everything it
-    shows comes from /api, which asks for the key)."""
+    ALWAYS = frozenset({"/health", "/health/ready", "/explorer", "/sdk/activity.js"})
+    """Liveness, readiness, the explorer page (static: it holds no data and no key; everything it
+    shows comes from /api, which asks for the key) and the browser SDK (a static script: web pages load
+    it before they hold anything)."""
     STATIC = ("/docs/static/", "/explorer/static/")
     """Public files of the Swagger UI bundle and of the explorer: a browser fetches them without a key."""
     DOCS = frozenset({"/docs", "/openapi.json"})
