@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http.connections import BoundedHttpToolsProtocol
 
+if TYPE_CHECKING:
+    import uvicorn
 
-def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
+
+def serve(
+    app: FastAPI,
+    settings: Settings,
+    host: str,
+    port: int,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+) -> int:
     """Serve ``app`` until SIGTERM or SIGINT; the process's exit status. ``app`` is ``create_app(...)``:
-    the service's own, or one built with other services (the bench's ceilings)."""
+    the service's own, or one built with other services (the bench's ceilings). ``on_server`` is handed
+    the server before it runs (until uvicorn takes the signals, the caller's handlers stop it)."""
     import uvicorn
 
     # Requests that wait for Kafka's acknowledgment live long enough to reach the older GC generations,
@@ -41,6 +53,8 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
         timeout_keep_alive=settings.api.keep_alive_seconds,
     )
     server = uvicorn.Server(config)
+    if on_server is not None:
+        on_server(server)
     # Bound here rather than by uvicorn so that the ingest guard can watch its accept queue.
     listening = config.bind_socket()
     app.state.accept_queue.watch(listening)
