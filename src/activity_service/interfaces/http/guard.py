@@ -133,7 +133,8 @@ class IngestGuard:
             await _UNSUPPORTED_MEDIA(scope, receive, send)
             return
         try:
-            encoding = bodies.coding(headers.get("content-encoding"))
+            # Two Content-Encoding lines are one list (RFC 9110 5.3): stacked codings, refused.
+            encoding = bodies.coding(",".join(headers.getlist("content-encoding")) or None)
         except ValueError:
             await _UNSUPPORTED_CODING(scope, receive, send)
             return

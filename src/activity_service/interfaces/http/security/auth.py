@@ -76,7 +76,7 @@ def check(
             "which logs and proxies keep. Consider it exposed and replace it."
         )
     if client.origins is not None:
-        _from_its_origins(client, headers.get("origin"), scopes)
+        _from_its_origins(client, headers.getlist("origin"), scopes)
     missing = [scope for scope in scopes if scope not in client.scopes]
     if missing:
         challenge = f'{REALM}, error="insufficient_scope", scope="{" ".join(missing)}"'
@@ -122,13 +122,20 @@ def document(schema: dict[str, Any], prefix: str = "/api/") -> None:
                 operation["security"] = [{name: []} for name in SCHEMES]
 
 
-def _from_its_origins(client: Client, origin: str | None, scopes: Sequence[str]) -> None:
+def _from_its_origins(client: Client, origin: Sequence[str], scopes: Sequence[str]) -> None:
     """A publishable key is public: it records activities (``scopes`` names what the request needs; none
-    is the docs or metrics) and only from the pages of its origins."""
+    is the docs or metrics) and only from the pages of its origins: one ``Origin`` header, as browsers
+    send it (scheme://host[:port], lower case), naming one of them; none, ``null``, a list or two
+    headers are refused like a stranger's origin."""
     if not scopes:
         raise HTTPException(403, f"The API key {client.name!r} is publishable: it only records activities.")
-    if client.origins is not None and origin not in client.origins:
-        came = "carries no Origin" if origin is None else f"comes from {origin[:_MAX_ORIGIN_SHOWN]!r}"
+    if client.origins is not None and (len(origin) != 1 or origin[0] not in client.origins):
+        if not origin:
+            came = "carries no Origin"
+        elif len(origin) > 1:
+            came = "carries more than one Origin"
+        else:
+            came = f"comes from {origin[0][:_MAX_ORIGIN_SHOWN]!r}"
         raise HTTPException(
             403,
             f"The publishable API key {client.name!r} is taken only from the web origins it lists; this "
