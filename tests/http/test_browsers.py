@@ -362,3 +362,24 @@ async def test_publishable_keys_need_scopes_and_origins_that_fit(fakes: Fakes) -
         ]
     )
     assert normalized.auth.api_keys[0].origins == (SHOP,)
+
+
+async def test_the_openapi_document_says_how_browsers_send(fakes: Fakes) -> None:
+    async with serve(fakes, config()) as http:
+        document = (await http.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["publishableKey"] == {**schemes["publishableKey"], "in": "query", "name": "key"}
+    for path in ("/api/activities", "/api/activities/batch"):
+        post = document["paths"][path]["post"]
+        assert {"publishableKey": []} in post["security"] and {"bearer": []} in post["security"]
+        assert set(post["requestBody"]["content"]) == {"application/json", "text/plain"}
+        assert "Content-Encoding" in {p["name"] for p in post["parameters"]}
+        for status in ("400", "401", "403", "413", "415", "429", "503"):
+            assert set(post["responses"][status]["content"]) == {"application/problem+json"}, status
+        assert "?key=" in post["responses"]["400"]["description"]
+        assert "origin" in post["responses"]["403"]["description"]
+    read = document["paths"]["/api/activities"]["get"]
+    assert {"publishableKey": []} not in read["security"]
+    script = document["paths"]["/sdk/activity.js"]["get"]
+    assert "security" not in script and set(script["responses"]) == {"200", "304"}
+    assert set(script["responses"]["200"]["content"]) == {"text/javascript"}

@@ -52,7 +52,11 @@ GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The API key lacks the scope this needs, or is a publishable key used from another "
         "origin (or without Origin).",
     },
-    429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
+    429: {
+        **PROBLEM,
+        "description": "Over the client's rate limit (a publishable key's: also its client address's); see "
+        "Retry-After and RateLimit.",
+    },
 }
 # The ingest bodies as the IngestGuard takes them (guard.py, bodies.py): compressed or not, and from a
 # publishable key also as text/plain (a browser's beacon). Declared here for the document only: the
@@ -75,7 +79,12 @@ def ingest_body(schema: str) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{schema}"},
         "description": "The same JSON as text/plain (`navigator.sendBeacon`): only with a publishable key.",
     }
-    return {"parameters": [COMPRESSIBLE], "requestBody": {"content": {"text/plain": text}}}
+    # A publishable key may also come in the query (security/auth.py adds the header schemes).
+    return {
+        "parameters": [COMPRESSIBLE],
+        "requestBody": {"content": {"text/plain": text}},
+        "security": [{"publishableKey": []}],
+    }
 
 
 UNSUPPORTED = {
@@ -100,7 +109,7 @@ router = APIRouter(
         400: {
             **PROBLEM,
             "description": "Invalid activity (`errors` names every offending field), or a compressed "
-            "body that does not decompress.",
+            "body that does not decompress.; or a secret API key sent in `?key=`, or a key sent twice.",
         },
         413: {
             **PROBLEM,
@@ -148,7 +157,7 @@ async def record_activity(
         400: {
             **PROBLEM,
             "description": "No item is valid (the body carries `results` as in a 202), or a compressed "
-            "body that does not decompress.",
+            "body that does not decompress.; or a secret API key sent in `?key=`, or a key sent twice.",
         },
         413: {
             **PROBLEM,

@@ -29,8 +29,22 @@ def install(app: FastAPI) -> None:
         "Cross-Origin-Resource-Policy": "cross-origin",
     }
 
-    @app.get(PATH, include_in_schema=False)
+    @app.get(
+        PATH,
+        tags=["sdk"],
+        summary="The browser SDK",
+        response_class=Response,
+        responses={
+            200: {
+                "description": 'The ES module (`import { init, track } from ".../sdk/activity.js"`), '
+                "with `Access-Control-Allow-Origin: *`, cached for a day.",
+                "content": {"text/javascript": {"schema": {"type": "string"}}},
+            },
+            304: {"description": "Not modified: `If-None-Match` named the current ETag."},
+        },
+    )
     async def activity_js(request: Request) -> Response:
+        """Open, no key: pages load it before they hold anything. It tracks with a publishable key."""
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
         return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)

@@ -34,6 +34,15 @@ SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <API key>`"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "`X-API-Key: <key>`"},
 }
+QUERY_SCHEMES = {
+    "publishableKey": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "key",
+        "description": "`?key=<publishable key>`, on the ingest routes only (a secret key here is a 400), "
+        "from a web page of one of the key's origins (`Origin`, else 403).",
+    }
+}
 
 
 ERASURE_PATHS = ("/api/users/", "/api/erasures/")
@@ -113,13 +122,15 @@ def client_of(request: Request) -> Client:
 
 
 def document(schema: dict[str, Any], prefix: str = "/api/") -> None:
-    """Adds the two ways to send a key to an OpenAPI document, required on every operation under
-    ``prefix`` (Swagger UI's Authorize button then sends it)."""
-    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SCHEMES)
+    """Adds the two ways to send a key in a header to an OpenAPI document, required on every operation
+    under ``prefix`` (Swagger UI's Authorize button then sends it), beside the query's publishable key
+    on the operations that declare it (the ingest routes)."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SCHEMES | QUERY_SCHEMES)
     for path, operations in schema.get("paths", {}).items():
         if path.startswith(prefix):
             for operation in operations.values():
-                operation["security"] = [{name: []} for name in SCHEMES]
+                declared = [s for s in operation.get("security", []) if set(s) <= set(QUERY_SCHEMES)]
+                operation["security"] = [{name: []} for name in SCHEMES] + declared
 
 
 def _from_its_origins(client: Client, origin: Sequence[str], scopes: Sequence[str]) -> None:
