@@ -118,7 +118,9 @@ class ApiSettings(_Section):
         description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.",
     )
     cors_origins: str = Field(
-        default="", description="Comma-separated origins a browser may call the API from; none by default."
+        default="",
+        description="Comma-separated origins a browser may call every route from (`*`: any); none by "
+        "default.",
     )
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
