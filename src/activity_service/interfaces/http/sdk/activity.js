@@ -159,7 +159,7 @@ export class Tracker {
       this.settle(batch);
       this.attempt = 0;
       if (rejected.length) this.report("rejected", rejected);
-    } else if (status === 400) {
+    } else if (status === 400 && answer.errors) {
       this.settle(batch);
       this.report("rejected", batch, answer);
     } else if (status === 413 && batch.length > 1) {
@@ -168,7 +168,8 @@ export class Tracker {
     } else if (status === 413) {
       this.settle(batch);
       this.report("rejected", batch, answer);
-    } else if (status === 401 || status === 403 || status === 415) {
+    } else if (status === 400 || status === 401 || status === 403 || status === 415) {
+      // The key, not the events (a secret key in the URL is a 400): kept until the page is fixed.
       this.report("refused", batch, answer);
       this.later(this.maxBackoff);
     } else {
