@@ -118,8 +118,14 @@ async def test_an_erasure_is_accepted_for_any_user_and_followed_by_its_own_tenan
         assert (await as_key(http, ACME, "DELETE", "/api/users/u/activities")).status_code == 403
         too_long = await as_key(http, ACME_ERASER, "DELETE", f"/api/users/{'u' * 5000}/activities")
         assert too_long.status_code == 400
-    [erasure] = fakes.erasures.erasures.values()
-    assert (erasure.tenant, erasure.user_id) == ("acme", "nobody-we-know")
+        slashed = await as_key(http, ACME_ERASER, "DELETE", "/api/users/team%2Fann/activities")
+        assert slashed.status_code == 202, slashed.text  # a userId may hold "/": it can be erased too
+        nul = await as_key(http, ACME_ERASER, "DELETE", "/api/users/a%00b/activities")
+        assert nul.status_code == 400 and nul.headers["content-type"] == "application/problem+json"
+    assert sorted((e.tenant, e.user_id) for e in fakes.erasures.erasures.values()) == [
+        ("acme", "nobody-we-know"),
+        ("acme", "team/ann"),
+    ]
 
 
 async def test_ip_address_mode_truncates_or_drops_the_address_before_publishing(fakes: Fakes) -> None:

@@ -50,14 +50,15 @@ class ErasureOut(BaseModel):
 
 
 @router.delete(
-    "/users/{userId}/activities",
+    "/users/{userId:path}/activities",  # :path: a userId may hold "/" (sent as %2F)
     status_code=202,
     response_model=ErasureRequested,
     summary="Erase a user's activities",
     responses={503: UNAVAILABLE},
 )
 async def erase_user(
-    userId: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_LENGTH)],
+    # No event can hold U+0000 in its userId (ingest refuses control characters, PostgreSQL cannot store it).
+    userId: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern="^[^\\x00]+$")],
     request: Request,
     response: Response,
     services: Services,
