@@ -52,8 +52,8 @@ lock-upgrade: install
 # System packages the tests need beyond Python: redis-server (shared rate limits). Idempotent.
 deps-system:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
-# Debian's Chromium for the explorer's browser tests (tests/browser): Playwright drives it, as its own
-# browser download does not work here. 34 s and 130 packages on a Debian 12 machine without it.
+# Debian's Chromium for the browser tests (tests/browser: the explorer, the SDK): Playwright drives it,
+# as its own browser download does not work here. 34 s and 130 packages on a Debian 12 machine without it.
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 stack-up:

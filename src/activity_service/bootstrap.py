@@ -151,6 +151,20 @@ def rate_limiter(settings: Settings) -> TokenBuckets | None:
     return buckets
 
 
+def address_limiter(settings: Settings, publishable: bool) -> TokenBuckets | None:
+    """The buckets of publishable keys' client addresses (RATE_LIMIT_ADDRESS_*), where the keys' own
+    are (memory or Redis); None when no key is ``publishable`` or RATE_LIMIT_ENABLED is false."""
+    limits = settings.rate_limit
+    if not (limits.enabled and publishable):
+        return None
+    log.info(
+        "rate limit of publishable keys per client address: %g events/s, burst %d",
+        limits.address_events_per_second,
+        limits.address_burst,
+    )
+    return TokenBuckets(limits.address_events_per_second, limits.address_burst, limits.storage_uri)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerServices:
     store: str

@@ -16,7 +16,15 @@ from contextvars import ContextVar
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from activity_service.domain.addresses import AddressMode
@@ -110,7 +118,9 @@ class ApiSettings(_Section):
         description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.",
     )
     cors_origins: str = Field(
-        default="", description="Comma-separated origins a browser may call the API from; none by default."
+        default="",
+        description="Comma-separated origins a browser may call every route from (`*`: any); none by "
+        "default.",
     )
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
@@ -163,6 +173,12 @@ class IngestSettings(_Section):
     max_event_bytes: int = Field(default=32_768, ge=256)
     max_body_bytes_in_progress: int = Field(
         default=16_777_216, ge=1024, description="Bodies of the ingest requests alive, at most (then 503)."
+    )
+    max_compression_ratio: int = Field(
+        default=100,
+        ge=1,
+        description="A compressed body (Content-Encoding gzip or deflate) may inflate to at most this many "
+        "times its size on the wire (then 413), besides the size limits, which count its inflated bytes.",
     )
 
 
@@ -244,6 +260,7 @@ MIN_KEY_LENGTH = 16
 PLACEHOLDER_MARK = "CHANGE-ME"
 COMMITTED_DEV_KEYS = ("local-dev-key-not-a-secret",)
 _COMMITTED_DIGESTS = frozenset(hashlib.sha256(key.encode()).digest() for key in COMMITTED_DEV_KEYS)
+PUBLISHABLE_SCOPE = "activities:write"
 
 
 class ApiKey(BaseModel):
@@ -263,6 +280,14 @@ class ApiKey(BaseModel):
     key: SecretStr | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     scopes: tuple[ApiScope, ...] = Field(min_length=1)
+    publishable: bool = Field(
+        default=False,
+        description="A key for web pages, which anyone can read in them: activities:write only, from its "
+        "`origins` only, and it may travel in the query (`?key=`).",
+    )
+    origins: tuple[str, ...] = Field(
+        default=(), description="A publishable key's web origins (`https://shop.example`), at least one."
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiKey:
@@ -271,6 +296,34 @@ class ApiKey(BaseModel):
         if self.key is not None and len(self.key.get_secret_value()) < MIN_KEY_LENGTH:
             raise ValueError(f"key {self.name!r}: a key must be at least {MIN_KEY_LENGTH} characters")
         return self
+
+    @model_validator(mode="after")
+    def _publishable_writes_from_its_origins(self) -> ApiKey:
+        if not self.publishable:
+            if self.origins:
+                raise ValueError(
+                    f'key {self.name!r}: `origins` is only for a publishable key; add "publishable": true '
+                    "(it then may only write) or remove `origins`"
+                )
+            return self
+        others = sorted(set(self.scopes) - {PUBLISHABLE_SCOPE})
+        if others:
+            raise ValueError(
+                f"key {self.name!r}: a publishable key is public (it is in the page) and may hold only the "
+                f"scope {PUBLISHABLE_SCOPE}; remove {', '.join(others)} from its scopes, or make a second, "
+                "secret key for them"
+            )
+        if not self.origins:
+            raise ValueError(
+                f"key {self.name!r}: a publishable key needs `origins`, the web origins of the pages that "
+                'use it (e.g. ["https://shop.example"])'
+            )
+        return self
+
+    @field_validator("origins")
+    @classmethod
+    def _web_origins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(_origin(str(info.data.get("name", "?")), origin) for origin in value)
 
     @property
     def shipped(self) -> bool:
@@ -286,6 +339,31 @@ class ApiKey(BaseModel):
             return hashlib.sha256(self.key.get_secret_value().encode()).digest()
         assert self.sha256 is not None
         return bytes.fromhex(self.sha256)
+
+
+def _origin(key: str, value: str) -> str:
+    """``value`` as browsers send it in ``Origin``: scheme://host[:port], lower case, no default port."""
+    try:
+        parts = urlsplit(value.strip().rstrip("/").lower())
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            f"key {key!r}: {value!r} is not a web origin; write scheme://host[:port], e.g. https://shop.example"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" if port in (None, default) else f"{parts.scheme}://{host}:{port}"
 
 
 class AuthSettings(_Section):
@@ -328,7 +406,8 @@ class AuthSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """A token bucket per API key (per client address when auth is off)."""
+    """A token bucket per API key (per client address when auth is off); a publishable key also has one
+    per client address, so that one visitor cannot spend the whole key's budget."""
 
     model_config = _config("RATE_LIMIT_")
 
@@ -337,6 +416,14 @@ class RateLimitSettings(_Section):
     burst: int = Field(default=2000, ge=1)
     storage_uri: str = Field(
         default="memory://", description="memory:// (this process) or redis://host:port/db (shared)."
+    )
+    address_events_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Publishable keys also have a bucket per client address (IPv6: per /64): its refill.",
+    )
+    address_burst: int = Field(
+        default=500, ge=1, description="The size of a publishable key's bucket per client address."
     )
 
     @field_validator("storage_uri")
