@@ -281,6 +281,7 @@ async def _producer(settings: Settings, options: Mapping[str, Any]) -> AsyncIter
         enable_idempotence=True,
         linger_ms=kafka.producer_linger_ms,
         max_batch_size=kafka.producer_max_batch_bytes,
+        request_timeout_ms=kafka.producer_request_timeout_ms,
     )
     await start(producer, options)
     try:

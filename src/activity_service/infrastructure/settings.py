@@ -83,6 +83,9 @@ class KafkaSettings(_Section):
     client_id: str = "activity-service"
     producer_linger_ms: int = Field(default=2, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+    producer_request_timeout_ms: int = Field(
+        default=5000, ge=1000, description="A produce request unanswered this long is sent again."
+    )
     dlq_topic: str = Field(default="", description="Dead-letter topic; empty means '<topic>.dlq'.")
     security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     sasl_mechanism: KafkaSaslMechanism = "PLAIN"

@@ -146,8 +146,8 @@ def _advice(exc: BaseException, options: ClientOptions) -> str:
         hint = (
             "a listener that expects TLS or SASL closes a PLAINTEXT client"
             if protocol == "PLAINTEXT"
-            else "a PLAINTEXT listener resets a TLS client or leaves it waiting, and one that requires a client "
-            "certificate closes a client without one (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)"
+            else "a PLAINTEXT listener resets a TLS client or leaves it waiting, and one that requires a "
+            "client certificate closes a client without one (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)"
         )
         return (
             f"the broker closed the connection or did not answer ({_detail(exc)}): is "
