@@ -15,12 +15,31 @@ STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install deps-system stack-up stack-down stack-status run lint typecheck imports check test test-faults bench bench-quick
+# The three-broker stack of the cluster fault scenarios: a KRaft cluster (nodes on CLUSTER_KAFKA_PORT, +10,
+# +20), FerretDB and PostgreSQL, in a state dir and on ports of its own, so the shared single-broker stack
+# that `make test` and other clones use is never touched.
+ACTIVITY_CACHE ?= $(HOME)/.cache/activity-service
+CLUSTER_STACK_DIR ?= $(ACTIVITY_CACHE)/stack-cluster
+CLUSTER_KAFKA_PORT ?= 29092
+CLUSTER_KAFKA_CONTROLLER_PORT ?= 29093
+CLUSTER_MONGO_PORT ?= 29017
+CLUSTER_POSTGRES_PORT ?= 29432
+CLUSTER := STACK_DIR=$(CLUSTER_STACK_DIR) STACK_KAFKA_BROKERS=3 KAFKA_PORT=$(CLUSTER_KAFKA_PORT) \
+	KAFKA_CONTROLLER_PORT=$(CLUSTER_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(CLUSTER_MONGO_PORT) \
+	POSTGRES_PORT=$(CLUSTER_POSTGRES_PORT)
+CLUSTER_BOOTSTRAP := 127.0.0.1:$(CLUSTER_KAFKA_PORT),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 10),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 20)
+CLUSTER_TEST_ENV := $(CLUSTER) KAFKA_BOOTSTRAP_SERVERS=$(CLUSTER_BOOTSTRAP) \
+	MONGODB_URI=mongodb://127.0.0.1:$(CLUSTER_MONGO_PORT) \
+	POSTGRES_DSN=postgresql://activity@127.0.0.1:$(CLUSTER_POSTGRES_PORT)/activity_service STACK_CONTROL=scripts/stack.sh
+
+.PHONY: help install deps-system stack-up stack-down stack-status cluster-up cluster-down run lint typecheck imports \
+	check test test-faults test-faults-cluster bench bench-quick
 
 help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
 	@echo "make test        install, start the local stack, then lint, types, import layers and all tests"
 	@echo "make test-faults fault injection under load (kills, outages, overload, poison) and fuzzing, ~10 min"
+	@echo "make test-faults-cluster  the same against a three-broker cluster of its own (crashed leaders, cuts)"
 	@echo "make stack-up    start (or reuse) the local Kafka broker, FerretDB and PostgreSQL; make stack-down stops them"
 	@echo "make install     create .venv/ and install the project with its dev extras"
 
@@ -32,9 +51,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-# System packages the tests need beyond Python: redis-server (shared rate limits). Idempotent.
+# System packages the tests need beyond Python: redis-server (shared rate limits), nftables (the cluster
+# suite cuts a broker off the network). Idempotent.
 deps-system:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
 
 stack-up:
 	@bash scripts/stack.sh up
@@ -44,6 +65,12 @@ stack-down:
 
 stack-status:
 	@bash scripts/stack.sh status
+
+cluster-up:
+	@$(CLUSTER) bash scripts/stack.sh up
+
+cluster-down:
+	@$(CLUSTER) bash scripts/stack.sh down
 
 run: install stack-up
 	@$(STACK_ENV) bash scripts/run-local.sh
@@ -63,11 +90,16 @@ check: lint typecheck imports
 test: deps-system install stack-up check
 	$(TEST_ENV) $(BIN)/pytest --ignore=tests/faults $(PYTEST_ARGS)
 
-# Fault injection (tests/faults, ~10 minutes): steady load through the real API while the consumer is
-# killed, the broker and the database are stopped, the API is overloaded or stopped, poison is written to
-# the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services briefly.
+# Fault injection (tests/faults): steady load through the real API while the consumer is killed or frozen,
+# the broker and the database are stopped or killed, the API is overloaded, stopped or killed, poison is
+# written to the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services
+# briefly. The cluster scenarios (a crashed leader, two crashed brokers, a broker cut off the network) run
+# against a three-broker stack of their own: test-faults-cluster (.ci/run runs both).
 test-faults: deps-system install stack-up
-	$(TEST_ENV) $(BIN)/pytest tests/faults $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest tests/faults -m "not cluster" $(PYTEST_ARGS)
+
+test-faults-cluster: deps-system install cluster-up
+	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/faults -m cluster $(PYTEST_ARGS)
 
 # Benchmarks (bench/README.md): the full run (~10 minutes) writes bench/results/latest.md and latest.json;
 # the quick one (under a minute, proves the harness works) writes to a temporary directory it prints.

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from activity_service.infrastructure.kafka.codec import event_id_of
 from activity_service.infrastructure.kafka.topics import partitions_of
 from tests.conftest import Stack
+from tests.stored import StoredView
 
 
 @dataclass
@@ -38,14 +38,14 @@ class Ledger:
         return not self.lost and not self.duplicated and not self.unexpected
 
 
-def reconcile(database: Any, acknowledged: Collection[str]) -> Ledger:
-    documents = list(database["activities"].find({}, projection={"_id": 1, "metadata": 1}))
-    ids = {d["_id"] for d in documents}
-    metadata = [d.get("metadata") or {} for d in documents]
+def reconcile(stored: StoredView, acknowledged: Collection[str]) -> Ledger:
+    """Read once the consumer has caught up (nothing is written between the two reads)."""
+    ids = set(stored.ids())
+    metadata = stored.metadata()
     events = Counter((m.get("client"), m.get("seq")) for m in metadata)
     return Ledger(
         acknowledged=len(acknowledged),
-        stored=len(documents),
+        stored=len(metadata),
         lost=sorted(set(acknowledged) - ids),
         duplicated=sorted(f"{client}#{seq}" for (client, seq), n in events.items() if n > 1),
         unexpected=sorted(ids - set(acknowledged)),
@@ -103,7 +103,7 @@ class CatchUp:
 
 
 def wait_caught_up(
-    stack: Stack, database: Any, topic: str, group: str, acknowledged: Collection[str], timeout: float
+    stack: Stack, stored: StoredView, topic: str, group: str, acknowledged: Collection[str], timeout: float
 ) -> CatchUp:
     """Waits until every acknowledged id is stored and the group has committed the whole topic (so
     nothing more can arrive), or ``timeout``. Returns how long it took and the final ledger."""
@@ -111,18 +111,25 @@ def wait_caught_up(
     deadline = began + timeout
     lag: int | None = None
     while True:
-        if database["activities"].count_documents({}) >= len(acknowledged):
+        if _count(stored) >= len(acknowledged):
             try:
                 lag = asyncio.run(consumer_lag(stack, topic, group))
             except Exception:  # the broker is restarting (another engineer's test): ask again
                 lag = None
             if lag == 0:
-                ledger = reconcile(database, acknowledged)
+                ledger = reconcile(stored, acknowledged)
                 if not ledger.lost:
                     return CatchUp(time.monotonic() - began, ledger, lag, True)
         if time.monotonic() > deadline:
-            return CatchUp(time.monotonic() - began, reconcile(database, acknowledged), lag, False)
+            return CatchUp(time.monotonic() - began, reconcile(stored, acknowledged), lag, False)
         time.sleep(0.25)
+
+
+def _count(stored: StoredView) -> int:
+    try:
+        return stored.count()
+    except Exception:  # the database is being restarted: ask again
+        return -1
 
 
 @dataclass
@@ -130,14 +137,19 @@ class Report:
     """One line per scenario, printed at the end of the run (and with the test's output)."""
 
     scenario: str
+    seed: int = 0
     ledger: Ledger | None = None
     recovery: str = "n/a"
+    window: str = "n/a"
+    """The 503 window: how long after the fault ingest answered anything but 202, and what."""
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def line(self) -> str:
+        seed = f"seed {self.seed}"
         if self.ledger is None:
-            return f"{self.scenario:<22} {'; '.join(self.details) or 'stopped early'} [{self.seconds:.0f}s]"
+            said = "; ".join(self.details) or "stopped early"
+            return f"{self.scenario:<22} {said}; {seed} [{self.seconds:.0f}s]"
         counts = (
             f"acknowledged {self.ledger.acknowledged}, stored {self.ledger.stored}, "
             f"lost {len(self.ledger.lost)}, duplicated {len(self.ledger.duplicated)}, "
@@ -145,8 +157,8 @@ class Report:
         )
         extra = "; ".join(self.details)
         return (
-            f"{self.scenario:<22} {counts}; recovery {self.recovery}{'; ' + extra if extra else ''} "
-            f"[{self.seconds:.0f}s]"
+            f"{self.scenario:<22} {counts}; recovery {self.recovery}; 503 window {self.window}"
+            f"{'; ' + extra if extra else ''}; {seed} [{self.seconds:.0f}s]"
         )
 
 
