@@ -255,9 +255,13 @@ def topic_configs(kafka: KafkaSettings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def _producer(settings: Settings, options: Mapping[str, Any]) -> AsyncIterator[AIOKafkaProducer]:
-    """Creates the topics when missing, then one idempotent producer that waits for all replicas."""
+async def _producer(
+    settings: Settings, options: Mapping[str, Any] | None = None
+) -> AsyncIterator[AIOKafkaProducer]:
+    """Creates the topics when missing, then one idempotent producer that waits for all replicas. (The
+    bench opens one too, from its settings alone.)"""
     kafka = settings.kafka
+    options = client_options(kafka) if options is None else options
     try:
         await ensure_topics(
             options,
