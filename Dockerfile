@@ -17,14 +17,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 
-# Dependencies first, read from pyproject.toml's [project] dependencies (no dev extras), so this layer
-# is rebuilt only when they change, not on every source edit. All of them install from manylinux
-# wheels (checked on x86_64), so no compiler is needed even here.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install --requirement requirements.txt
+# Dependencies first, exactly as locked: requirements/runtime.lock pins pyproject.toml's [project]
+# dependencies (no dev extras) and everything they need, each with its files' hashes (make lock), so this
+# layer is rebuilt only when the lock changes and installs what the tests ran with. All of them install
+# from manylinux wheels (checked on x86_64), so no compiler is needed even here.
+COPY requirements/runtime.lock ./
+RUN pip install --require-hashes --requirement runtime.lock
 
+COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib \

@@ -33,7 +33,7 @@ stop() {
 trap stop INT TERM
 
 base_url="http://${API_HOST:-127.0.0.1}:${API_PORT:-8000}"
-echo "[run] API on $base_url (docs at /docs), consumer pid $consumer. Ctrl-C stops both."
+echo "[run] API on $base_url (docs at /docs, explorer at /explorer), consumer pid $consumer. Ctrl-C stops both."
 if [[ -n "$dev_key" ]]; then
   echo "[run] local API key (in $key_file; every scope): $dev_key"
   echo "[run] try: curl -i -H 'Authorization: Bearer $dev_key' -H 'Content-Type: application/json'" \

@@ -4,18 +4,21 @@ method the fake forgot fails loudly."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import Activity, EventKey
 from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
-from activity_service.domain.errors import PublishUnavailable, StoreUnavailable
+from activity_service.domain.erasure import Erasure, ErasureStatus, UserKey
+from activity_service.domain.errors import PublishUnavailable, QueryTimedOut, StoreUnavailable
 from activity_service.domain.feed import ActivityFeed, Cursor, FeedBatch, FeedEntry, FeedFilter, FeedOverflow
 from activity_service.domain.ports import (
     ActivityRepository,
     Clock,
     DeadLetterLog,
     DeadLetterTopic,
+    ErasureLog,
     EventPublisher,
     IdGenerator,
     ProgressLog,
@@ -67,18 +70,34 @@ class InMemoryPublisher(EventPublisher):
 
 
 class InMemoryRepository(ActivityRepository):
-    """``refuse``: ids it refuses for good. ``failures``: how many next writes fail with their outcome
-    unknown (as a lost connection), after which writes succeed. ``down``: every read and write fails."""
+    """Events by (tenant, id). ``refuse``: ids it refuses for good. ``failures``: how many next writes
+    fail with their outcome unknown (as a lost connection), after which writes succeed. ``down``: every
+    read and write fails."""
 
     def __init__(self) -> None:
-        self.documents: dict[str, Activity] = {}
+        self.documents: dict[EventKey, Activity] = {}
         self.refuse: set[str] = set()
         self.failures = 0
         self.down = False
+        self.slow: asyncio.Event | None = None
+        """When set, every read waits for it (a costly query in progress)."""
+        self.timed_out = False
+        """Every read runs past its time limit."""
+
+    def ids(self) -> list[str]:
+        """The stored events' ids, sorted (whatever their tenant)."""
+        return sorted(event_id for _, event_id in self.documents)
 
     def _check(self) -> None:
         if self.down:
             raise StoreUnavailable("the fake store is down")
+        if self.timed_out:
+            raise QueryTimedOut("the fake read ran past its time limit")
+
+    async def _read(self) -> None:
+        self._check()
+        if self.slow is not None:
+            await self.slow.wait()
 
     async def add_many(
         self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
@@ -88,20 +107,39 @@ class InMemoryRepository(ActivityRepository):
             self.failures -= 1
             raise ConnectionError("connection lost mid-write")
         inserted = duplicates = 0
-        rejected = {}
+        rejected, conflicts = {}, []
         for activity in activities:
+            stored = self.documents.get(activity.key)
             if activity.id in self.refuse:
-                rejected[activity.id] = "refused by the fake"
-            elif activity.id in self.documents:
+                rejected[activity.key] = "refused by the fake"
+            elif stored is not None:
                 duplicates += 1
+                if (
+                    None not in (activity.fingerprint, stored.fingerprint)
+                    and activity.fingerprint != stored.fingerprint
+                ):
+                    conflicts.append(activity.key)
             else:
-                self.documents[activity.id] = activity
+                self.documents[activity.key] = activity
                 inserted += 1
-        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
+        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected, conflicts=conflicts)
 
-    async def get(self, activity_id: str) -> Activity | None:
+    async def get(self, tenant: str, activity_id: str) -> Activity | None:
         self._check()
-        return self.documents.get(activity_id)
+        return self.documents.get((tenant, activity_id))
+
+    async def erase(self, erasure: Erasure) -> int:
+        self._check()
+        covered = [
+            key
+            for key, a in self.documents.items()
+            if a.key[0] == erasure.tenant
+            and a.user_id == erasure.user_id
+            and a.received_at < erasure.requested_at
+        ]
+        for key in covered:
+            del self.documents[key]
+        return len(covered)
 
     async def purge_before(self, cutoff: datetime) -> int:
         expired = [i for i, a in self.documents.items() if a.timestamp < cutoff]
@@ -110,11 +148,12 @@ class InMemoryRepository(ActivityRepository):
         return len(expired)
 
     async def find(self, query: ActivityQuery) -> ActivityPage:
-        self._check()
+        await self._read()
         matching = [
             a
             for a in self.documents.values()
-            if (query.user_id is None or a.user_id == query.user_id)
+            if a.tenant == query.tenant
+            and (query.user_id is None or a.user_id == query.user_id)
             and (not query.actions or a.action in query.actions)
             and (query.start is None or a.timestamp >= query.start)
             and (query.end is None or a.timestamp <= query.end)
@@ -125,12 +164,14 @@ class InMemoryRepository(ActivityRepository):
             position = (query.after.timestamp, query.after.id)
             matching = [a for a in matching if (a.timestamp, a.id) < position]
         window = matching[query.skip : query.skip + query.limit + 1]
+        capped = query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=window[: query.limit],
-            total=total if query.count_total else None,
+            total=(query.count_limit if capped else total) if query.count_total else None,
             page=query.page,
             limit=query.limit,
             has_more=len(window) > query.limit,
+            total_capped=capped and query.count_total,
         )
 
     async def ping(self) -> None:
@@ -185,6 +226,8 @@ class InMemoryCounts(ActivityCounts):
         self._repository._check()
         totals: dict[datetime, dict[str, int]] = {}
         for a in self._repository.documents.values():
+            if a.tenant != query.tenant:
+                continue
             if query.first <= a.timestamp < query.after_last and query.user_id in (None, a.user_id):
                 if not query.actions or a.action in query.actions:
                     actions = totals.setdefault(query.interval.floor(a.timestamp), {})
@@ -213,11 +256,69 @@ class InMemoryDeadLetterLog(DeadLetterLog):
     async def add(self, letter: DeadLetter) -> None:
         self.letters[letter.source] = letter
 
-    async def forget(self, event_ids: Sequence[str]) -> None:
-        self.letters = {k: v for k, v in self.letters.items() if v.event_id not in event_ids}
+    async def forget(self, events: Sequence[EventKey]) -> None:
+        self.letters = {k: v for k, v in self.letters.items() if (v.tenant, v.event_id) not in events}
 
-    async def has_event(self, event_id: str) -> bool:
-        return any(letter.event_id == event_id for letter in self.letters.values())
+    async def forget_user(self, tenant: str, user_id: str, before: datetime) -> int:
+        gone = [
+            k for k, v in self.letters.items() if (v.tenant, v.user_id) == (tenant, user_id) and v.at < before
+        ]
+        for key in gone:
+            del self.letters[key]
+        return len(gone)
+
+    async def error_types(self, tenant: str, event_id: str) -> set[str]:
+        return {v.error_type for v in self.letters.values() if (v.tenant, v.event_id) == (tenant, event_id)}
+
+
+class InMemoryErasureLog(ErasureLog):
+    def __init__(self) -> None:
+        self.erasures: dict[str, Erasure] = {}
+        self.leases: dict[str, datetime] = {}
+
+    async def add(self, erasure: Erasure) -> None:
+        self.erasures[erasure.id] = erasure
+
+    async def get(self, tenant: str, erasure_id: str) -> Erasure | None:
+        erasure = self.erasures.get(erasure_id)
+        return erasure if erasure is not None and erasure.tenant == tenant else None
+
+    async def erased_before(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        latest: dict[UserKey, datetime] = {}
+        for e in self.erasures.values():
+            if e.user in users and (e.user not in latest or e.requested_at > latest[e.user]):
+                latest[e.user] = e.requested_at
+        return latest
+
+    async def claim(self, now: datetime, lease: timedelta) -> Erasure | None:
+        for e in sorted(self.erasures.values(), key=lambda e: e.requested_at):
+            held = self.leases.get(e.id)
+            if e.status is not ErasureStatus.DONE and (held is None or held <= now):
+                self.leases[e.id] = now + lease
+                self.erasures[e.id] = replace(e, status=ErasureStatus.RUNNING)
+                return replace(self.erasures[e.id], held_until=now + lease)
+        return None
+
+    async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
+        stored = self.erasures[erasure.id]
+        holder = self.leases.get(erasure.id) == erasure.held_until
+        done = holder and stored.generation == erasure.generation
+        if holder:
+            del self.leases[erasure.id]
+        self.erasures[erasure.id] = replace(
+            stored,
+            removed=stored.removed + removed,
+            status=ErasureStatus.DONE if done else stored.status,
+            finished_at=now if done else None,
+        )
+        return done
+
+    async def raced(self, users: Collection[UserKey]) -> None:
+        for e in list(self.erasures.values()):
+            if e.user in users:
+                self.erasures[e.id] = replace(
+                    e, generation=e.generation + 1, status=ErasureStatus.RUNNING, finished_at=None
+                )
 
 
 class InMemoryProgressLog(ProgressLog):

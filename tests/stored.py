@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -14,6 +15,15 @@ import asyncpg
 from pymongo import MongoClient
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    tenant: str
+    id: str
+    user_id: str
+    received_at: datetime
+    ip_address: str | None
 
 
 class StoredView(Protocol):
@@ -31,6 +41,10 @@ class StoredView(Protocol):
         """Every stored event's (effective) timestamp and action: what counts over time count."""
         ...
 
+    def events(self) -> list[Event]:
+        """Every stored event, as who and when (whatever its tenant)."""
+        ...
+
     def delete(self, event_ids: Sequence[str]) -> None:
         """Remove events behind the service's back (to test that a replay restores them)."""
         ...
@@ -40,6 +54,10 @@ class StoredView(Protocol):
         ...
 
     def add_dead_letter(self, source: str, event_id: str, error_type: str) -> None: ...
+
+    def dead_letter_users(self) -> list[tuple[str | None, str | None]]:
+        """Each dead-letter record's (tenant, user id), when known."""
+        ...
 
     def expires_by_itself(self) -> bool:
         """Whether the database expires old events on its own (a MongoDB TTL index)."""
@@ -69,6 +87,17 @@ class MongoView:
         found = self._db["activities"].find({}, projection={"timestamp": 1, "action": 1})
         return [(d["timestamp"], d["action"]) for d in found]
 
+    def events(self) -> list[Event]:
+        found = self._db["activities"].find(
+            {}, projection={"tenant": 1, "userId": 1, "receivedAt": 1, "ipAddress": 1}
+        )
+        events = []
+        for d in found:
+            tenant = d.get("tenant", "default")
+            event_id = d["_id"] if tenant == "default" else d["_id"].removeprefix(f"{tenant}/")
+            events.append(Event(tenant, event_id, d["userId"], d["receivedAt"], d.get("ipAddress")))
+        return events
+
     def delete(self, event_ids: Sequence[str]) -> None:
         self._db["activities"].delete_many({"_id": {"$in": list(event_ids)}})
 
@@ -77,6 +106,9 @@ class MongoView:
 
     def add_dead_letter(self, source: str, event_id: str, error_type: str) -> None:
         self._db["dead_letters"].insert_one({"_id": source, "eventId": event_id, "errorType": error_type})
+
+    def dead_letter_users(self) -> list[tuple[str | None, str | None]]:
+        return [(d.get("tenant"), d.get("userId")) for d in self._db["dead_letters"].find()]
 
     def expires_by_itself(self) -> bool:
         return "timestamp_ttl" in self._db["activities"].index_information()
@@ -123,6 +155,10 @@ class PostgresView:
             (r["timestamp"], r["action"]) for r in self._run('SELECT "timestamp", action FROM activities')
         ]
 
+    def events(self) -> list[Event]:
+        rows = self._run("SELECT tenant, id, user_id, received_at, ip_address FROM activities")
+        return [Event(r["tenant"], r["id"], r["user_id"], r["received_at"], r["ip_address"]) for r in rows]
+
     def delete(self, event_ids: Sequence[str]) -> None:
         self._run("DELETE FROM activities WHERE id = ANY($1::text[])", list(event_ids))
 
@@ -137,6 +173,9 @@ class PostgresView:
             event_id,
             error_type,
         )
+
+    def dead_letter_users(self) -> list[tuple[str | None, str | None]]:
+        return [(r["tenant"], r["user_id"]) for r in self._run("SELECT tenant, user_id FROM dead_letters")]
 
     def expires_by_itself(self) -> bool:
         return False

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
+from activity_service.application.erase_users import ErasedUsers, GetErasure, RequestErasure, RunErasures
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -30,6 +31,7 @@ from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
 from activity_service.application.replay_activities import ReplayActivities
+from activity_service.application.resends import RecentContent
 from activity_service.domain.delivery import ReadBatch, Settled
 from activity_service.infrastructure.kafka.connection import (
     ClientOptions,
@@ -59,9 +61,10 @@ OpenStore = Callable[[Settings], AbstractAsyncContextManager[Store]]
 
 def open_store(settings: Settings) -> AbstractAsyncContextManager[Store]:
     """The database the STORE setting names."""
+    bounds = {"read_timeout_ms": settings.query.timeout_ms, "ping_timeout_ms": settings.readiness.timeout_ms}
     if settings.store == "postgresql":
-        return open_postgres_store(settings.postgres)
-    return open_mongo_store(settings.mongodb)
+        return open_postgres_store(settings.postgres, **bounds)
+    return open_mongo_store(settings.mongodb, **bounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ class ApiServices:
     get_event_status: GetEventStatus
     count_activities: CountActivities
     follow_activities: FollowActivities
+    request_erasure: RequestErasure
+    get_erasure: GetErasure
     readiness: CheckReadiness
 
 
@@ -91,11 +96,13 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             settings.kafka.topic,
             timeout_seconds=settings.ingest.publish_timeout_seconds,
             max_in_flight=settings.ingest.max_in_flight_events,
+            max_in_flight_bytes=settings.ingest.max_in_flight_bytes,
         )
         freshness = ReadFreshness(
             database.progress, settings.kafka.topic, partitions=settings.kafka.topic_partitions
         )
         clock, ids = SystemClock(), Uuid7Ids()
+        recent = RecentContent()  # one per process: a batch resend conflicts with a single event too
         tail = KafkaTail(
             partial(_feed_consumer, settings, kafka),
             settings.kafka.topic,
@@ -105,16 +112,25 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
         )
         try:
             yield ApiServices(
-                record_activity=RecordActivity(publisher, clock, ids),
-                record_batch=RecordBatch(publisher, clock, ids, max_items=settings.ingest.max_batch_items),
-                list_activities=ListActivities(database.activities, freshness),
+                record_activity=RecordActivity(publisher, clock, ids, recent),
+                record_batch=RecordBatch(
+                    publisher, clock, ids, max_items=settings.ingest.max_batch_items, recent=recent
+                ),
+                list_activities=ListActivities(
+                    database.activities,
+                    freshness,
+                    max_depth=settings.query.max_depth,
+                    max_count=settings.query.max_count,
+                ),
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
                 count_activities=CountActivities(database.counts, freshness),
                 follow_activities=FollowActivities(tail),
+                request_erasure=RequestErasure(database.erasures, ids, clock),
+                get_erasure=GetErasure(database.erasures),
                 readiness=CheckReadiness(
                     {"kafka": partial(_kafka_ping, publisher, kafka), database.kind: database.ping},
-                    timeout_seconds=2.0,
+                    timeout_seconds=settings.readiness.timeout_ms / 1000,
                 ),
             )
         finally:
@@ -145,6 +161,8 @@ class ConsumerServices:
     loop: KafkaActivityConsumer
     purge: PurgeExpiredActivities | None
     """Set when retention is on and the database cannot expire events itself: run it periodically."""
+    erase: RunErasures
+    """Run it periodically (CONSUMER_ERASURE_INTERVAL_SECONDS): erasures are carried out here."""
 
 
 @asynccontextmanager
@@ -170,6 +188,7 @@ async def consumer_service(
             database.activities,
             KafkaDeadLetterTopic(producer, kafka.dead_letter_topic),
             database.dead_letters,
+            erased=ErasedUsers(database.erasures),
             retry=RetryPolicy(settings.consumer.retry_initial_seconds, settings.consumer.retry_max_seconds),
             clock=clock,
             observer=ConsumerMetrics(),
@@ -189,7 +208,10 @@ async def consumer_service(
             purge = None
             if not expires_by_itself:
                 purge = PurgeExpiredActivities(database.activities, clock, days=settings.retention.days)
-            yield ConsumerServices(store=f"{database.server}, {database.where}", loop=loop, purge=purge)
+            erase = RunErasures(database.activities, database.dead_letters, database.erasures, clock)
+            yield ConsumerServices(
+                store=f"{database.server}, {database.where}", loop=loop, purge=purge, erase=erase
+            )
         finally:
             await consumer.stop()  # leaves the group, so the partitions move on at once
 
@@ -219,7 +241,7 @@ async def replay_service(settings: Settings, store: OpenStore = open_store) -> A
     async with store(settings) as database:
         yield ReplayServices(
             f"{database.server}, {database.where}",
-            ReplayActivities(database.activities, database.dead_letters),
+            ReplayActivities(database.activities, database.dead_letters, ErasedUsers(database.erasures)),
             ReadTopic(client_options(settings.kafka)),
         )
 

@@ -6,6 +6,7 @@ comes up (that needs `docker compose up` on a machine with Docker)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from activity_service.infrastructure.settings import COMMITTED_DEV_KEYS
+from activity_service.interfaces.http.security.policy import HttpSecurity, InsecureConfiguration
 from tests.deploy import commands
 from tests.deploy.dockerfile import stages
 from tests.deploy.settings_variables import load_settings, missing_required, unknown_variables
@@ -125,9 +128,11 @@ def test_processes_run_the_image_built_from_the_dockerfile(services: dict[str, A
     assert commands.accepts(services[name]["command"])
 
 
-def test_api_is_published_on_8000_and_listens_on_every_interface(services: dict[str, Any]) -> None:
+def test_api_is_published_on_8000_of_loopback_only_and_listens_on_every_interface(
+    services: dict[str, Any],
+) -> None:
     api = services["api"]
-    assert "8000:8000" in api["ports"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"], "it runs with the committed laptop key"
     assert api["command"][api["command"].index("--host") + 1] == "0.0.0.0"
     assert service_environment(api)["API_PORT"] == "8000"
 
@@ -161,6 +166,22 @@ def test_the_settings_given_are_valid(
 ) -> None:
     settings = load_settings(service_environment(services[name]), monkeypatch, tmp_path)
     assert settings.kafka.bootstrap_servers == "kafka:9092"
+
+
+def test_the_committed_laptop_key_runs_only_in_development(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = load_settings(service_environment(services["api"]), monkeypatch, tmp_path)
+    assert settings.app_env == "development"
+    assert {key.name for key in settings.auth.api_keys if key.shipped} == {"local"}
+    assert HttpSecurity.from_settings(settings.auth, settings.api, development=True).keys is not None
+    with pytest.raises(InsecureConfiguration, match="refusing to start"):
+        HttpSecurity.from_settings(settings.auth, settings.api, development=False)
+
+
+def test_the_service_knows_every_key_app_env_commits() -> None:
+    keys = json.loads(read_env_file(DOCKER / "app.env")["AUTH_API_KEYS"])
+    assert {key["key"] for key in keys} <= set(COMMITTED_DEV_KEYS)
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)

@@ -43,10 +43,12 @@ def test_python_of_the_image_satisfies_requires_python(build: list[Stage]) -> No
     assert image >= minimum
 
 
-def test_runtime_dependencies_come_from_pyproject_without_dev_extras(build: list[Stage]) -> None:
+def test_runtime_dependencies_come_from_the_runtime_lock_with_hashes(build: list[Stage]) -> None:
     runs = " ".join(i.args for stage in build for i in stage.all("RUN"))
-    assert "['project']['dependencies']" in runs
-    assert "[dev]" not in runs and "optional-dependencies" not in runs
+    copies = " ".join(i.args for stage in build for i in stage.all("COPY"))
+    assert "requirements/runtime.lock" in copies
+    assert "pip install --require-hashes --requirement runtime.lock" in runs
+    assert "[dev]" not in runs and "dev.lock" not in copies + runs
     assert "pip install --no-deps ." in runs
 
 

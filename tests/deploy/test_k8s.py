@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from activity_service.interfaces.http.security.policy import HttpSecurity, InsecureConfiguration
 from tests.deploy import commands
 from tests.deploy.dockerfile import stages
 from tests.deploy.kustomize import (
@@ -62,8 +63,11 @@ def config(objects: list[Manifest]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secret(objects: list[Manifest]) -> dict[str, str]:
-    return dict(one(objects, "Secret", "activity-service-secrets")["stringData"])
+def secret() -> dict[str, str]:
+    """The example Secret's keys: read from its file, since it is not a resource of the kustomization."""
+    (example,) = load_documents(K8S / "secret.example.yaml")
+    assert example["kind"] == "Secret" and example["metadata"]["name"] == "activity-service-secrets"
+    return dict(example["stringData"])
 
 
 def pod_spec(deployment: Manifest) -> dict[str, Any]:
@@ -93,9 +97,14 @@ def test_a_missing_resource_is_reported(tmp_path: Path) -> None:
     assert missing_resources(tmp_path) == ["absent.yaml", "base"]
 
 
-def test_every_yaml_file_in_k8s_is_a_resource_of_the_kustomization() -> None:
-    listed = set(kustomization(K8S)["resources"]) | {"kustomization.yaml"}
+def test_every_yaml_file_in_k8s_but_the_example_secret_is_a_resource_of_the_kustomization() -> None:
+    listed = set(kustomization(K8S)["resources"]) | {"kustomization.yaml", "secret.example.yaml"}
     assert {p.name for p in K8S.glob("*.yaml")} == listed
+
+
+def test_the_example_secret_is_not_applied(objects: list[Manifest]) -> None:
+    assert "secret.example.yaml" not in kustomization(K8S)["resources"]
+    assert [o for o in objects if o["kind"] == "Secret"] == [], "create the Secret from a secret store"
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -176,6 +185,22 @@ def test_connection_strings_and_keys_are_in_the_secret_not_the_configmap(
 def test_the_example_secret_holds_only_marked_placeholders(secret: dict[str, str]) -> None:
     for name, value in secret.items():
         assert "CHANGE-ME" in value, name
+
+
+def test_the_api_refuses_to_start_with_the_example_secret_s_keys(
+    objects: list[Manifest],
+    config: dict[str, str],
+    secret: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    env = {
+        e["name"]: e["value"] for e in container(one(objects, "Deployment", "activity-api")).get("env", [])
+    }
+    settings = load_settings({**config, **secret, **env}, monkeypatch, tmp_path)
+    assert settings.app_env == "production"
+    with pytest.raises(InsecureConfiguration, match="refusing to start"):
+        HttpSecurity.from_settings(settings.auth, settings.api, development=False)
 
 
 @pytest.mark.parametrize("name", ["activity-api", "activity-consumer"])

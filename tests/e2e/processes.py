@@ -29,7 +29,8 @@ from tests.stored import MongoView, PostgresView, StoredView
 CLI = str(Path(sys.executable).with_name("activity-service"))
 # Every deployment starts with this one key holding every scope; security tests add their own.
 API_KEY = "e2e-full-access-key-0123456789"
-API_KEYS = json.dumps([{"name": "e2e", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}])
+SCOPES = ["activities:write", "activities:read", "activities:read-pii", "activities:erase"]
+API_KEYS = json.dumps([{"name": "e2e", "key": API_KEY, "scopes": SCOPES}])
 AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 # Runs a test once per store: put it on a test (or as a module's pytestmark) that takes `deployment`.
 BOTH_STORES = pytest.mark.parametrize("deployment", ["mongodb", "postgresql"], indirect=True)
@@ -121,11 +122,13 @@ class Deployment:
         self.log_files[process.pid] = self.logs / log_name
         return process
 
-    def start_api(self, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    def start_api(self, wait: bool = True, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+        """An API process on a free port; unless ``wait`` is False, once /health/ready answers 200."""
         port = free_port()
         process = self._spawn(["api", "--port", str(port)], f"api-{port}.log", self.env(**env))
         base_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _ready(base_url), 60, f"API on {base_url} to be ready", process, self.logs)
+        if wait:
+            wait_until(lambda: _ready(base_url), 60, f"API on {base_url} to be ready", process, self.logs)
         return process, base_url
 
     def start_consumer(self, **env: str) -> subprocess.Popen[bytes]:

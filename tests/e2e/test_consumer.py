@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -185,6 +186,29 @@ def test_sigterm_during_a_stream_exits_0_in_bounded_time_and_loses_nothing(
     stream.join()
     deployment.start_consumer()
     assert_exactly_once(deployment, stack, stored, stream.accepted)
+
+
+def test_sigterm_at_any_moment_of_starting_is_a_clean_stop(deployment: Deployment) -> None:
+    """An orchestrator may scale down a pod it just made: from the moment the process catches SIGTERM
+    (its first lines; before that only the interpreter's own start-up runs) through importing, connecting
+    and serving, SIGTERM stops the API and the consumer with exit 0."""
+    for delay in (0.0, 0.1, 0.4, 1.0, 2.5):
+        for start in (deployment.start_consumer, lambda: deployment.start_api(wait=False)[0]):
+            process = start()
+            caught_by = time.monotonic() + 10
+            while not catches_sigterm(process.pid):  # polled tightly: a delay of 0 is the very first moment
+                assert time.monotonic() < caught_by and process.poll() is None, deployment.log_text()[-3000:]
+                time.sleep(0.002)
+            time.sleep(delay)
+            code = deployment.stop(process, signal.SIGTERM, timeout=30)
+            assert code == 0, (delay, deployment.log_text()[-3000:])
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (Linux: the SigCgt mask in /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
 
 
 def run_cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.processes import API_KEY, CLI, Deployment, free_port
+from tests.e2e.processes import API_KEY, CLI, Deployment, free_port, wait_until
 from tests.redis_server import redis_server
 
 WRITE, READ = "activities:write", "activities:read"
@@ -93,3 +93,53 @@ def test_the_api_refuses_to_start_with_auth_on_and_no_keys(deployment: Deploymen
     assert malformed.returncode == 2
     assert "api_keys" in malformed.stderr and "not valid JSON" in malformed.stderr
     assert secret not in malformed.stderr + malformed.stdout
+
+
+UVICORN = str(Path(CLI).with_name("uvicorn"))
+
+
+def test_served_under_a_root_path_the_api_still_needs_a_key(deployment: Deployment) -> None:
+    """``uvicorn --root-path /svc`` (behind a proxy that strips /svc): the server puts the prefix into
+    every request's path, the router takes it off again, and the key check decides on the routed path."""
+    port = free_port()
+    log = (deployment.logs / "uvicorn-root-path.log").open("ab")
+    factory = "activity_service.interfaces.http.app:create_app"
+    process = subprocess.Popen(
+        [UVICORN, "--factory", factory, "--root-path", "/svc", "--port", str(port), "--log-level", "warning"],
+        env=deployment.env(),
+        cwd=deployment.cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deployment.processes.append(process)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: _answers(f"{base_url}/health/ready"), 60, "uvicorn --root-path", process, deployment.logs
+    )
+    with httpx.Client(base_url=base_url, timeout=30) as anonymous:
+        listing = anonymous.get("/api/activities")
+        assert listing.status_code == 401, listing.text
+        assert anonymous.post("/api/activities", json=event()).status_code == 401
+        assert anonymous.get("/nowhere").status_code == 401
+    with client_with(base_url, API_KEY) as keyed:
+        assert keyed.get("/api/activities").status_code == 200
+        assert keyed.post("/api/activities", json=event()).status_code == 202
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_api_refuses_to_start_with_a_key_shipped_in_the_repository(deployment: Deployment) -> None:
+    example = json.dumps(
+        [{"name": "CHANGE-ME", "key": "CHANGE-ME-generate-a-long-random-key", "scopes": [READ]}]
+    )
+    refused = run_api(deployment, AUTH_API_KEYS=example)
+    assert refused.returncode != 0
+    assert "refusing to start" in refused.stderr and "CHANGE-ME" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    laptop = json.dumps([{"name": "local", "key": "local-dev-key-not-a-secret", "scopes": [READ]}])
+    assert "refusing to start" in run_api(deployment, AUTH_API_KEYS=laptop).stderr

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
+from activity_service.application.erase_users import GetErasure, RequestErasure
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -23,12 +24,14 @@ from activity_service.application.list_activities import ListActivities
 from activity_service.application.read_freshness import ReadFreshness
 from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
+from activity_service.application.resends import RecentContent
 from activity_service.bootstrap import ApiServices
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import (
     ApiSettings,
     AuthSettings,
     IngestSettings,
+    QuerySettings,
     Settings,
     StreamSettings,
 )
@@ -37,6 +40,7 @@ from tests.fakes import (
     FixedClock,
     InMemoryCounts,
     InMemoryDeadLetterLog,
+    InMemoryErasureLog,
     InMemoryFeed,
     InMemoryProgressLog,
     InMemoryPublisher,
@@ -47,13 +51,16 @@ from tests.fakes import (
 TOPIC = "activities"
 PARTITIONS = 2
 WRITE, READ = "activities:write", "activities:read"
+READ_PII, ERASE = "activities:read-pii", "activities:erase"
 FULL_KEY = "http-full-access-key-0123456789"
 READER_KEY = "http-reader-key-0123456789"
 WRITER_KEY = "http-writer-key-0123456789"
+ERASER_KEY = "http-eraser-key-0123456789"
 KEYS = [
     {"name": "full", "key": FULL_KEY, "scopes": [WRITE, READ]},
     {"name": "reader", "key": READER_KEY, "scopes": [READ]},
     {"name": "writer", "key": WRITER_KEY, "scopes": [WRITE]},
+    {"name": "eraser", "key": ERASER_KEY, "scopes": [ERASE]},
 ]
 PEER = ("127.0.0.1", 40000)
 
@@ -73,22 +80,35 @@ class Fakes:
     clock: FixedClock = field(default_factory=FixedClock)
     ids: SequentialIds = field(default_factory=SequentialIds)
     feed: InMemoryFeed = field(default_factory=InMemoryFeed)
+    erasures: InMemoryErasureLog = field(default_factory=InMemoryErasureLog)
 
     def __post_init__(self) -> None:
         self.publisher.feed = self.feed  # what is published reaches the live tail, as through Kafka
 
-    def services(self, max_batch_items: int) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
+    def services(
+        self, max_batch_items: int, query: QuerySettings | None = None
+    ) -> Callable[[], AbstractAsyncContextManager[ApiServices]]:
+        """The use cases over the fakes, bounded as ``query`` says (the defaults when None)."""
+        query = query if query is not None else QuerySettings.explicit()
+
         @asynccontextmanager
         async def provide() -> AsyncIterator[ApiServices]:
             freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
+            recent = RecentContent()
             yield ApiServices(
-                record_activity=RecordActivity(self.publisher, self.clock, self.ids),
-                record_batch=RecordBatch(self.publisher, self.clock, self.ids, max_items=max_batch_items),
-                list_activities=ListActivities(self.repository, freshness),
+                record_activity=RecordActivity(self.publisher, self.clock, self.ids, recent),
+                record_batch=RecordBatch(
+                    self.publisher, self.clock, self.ids, max_items=max_batch_items, recent=recent
+                ),
+                list_activities=ListActivities(
+                    self.repository, freshness, max_depth=query.max_depth, max_count=query.max_count
+                ),
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
                 follow_activities=FollowActivities(self.feed),
+                request_erasure=RequestErasure(self.erasures, self.ids, self.clock),
+                get_erasure=GetErasure(self.erasures),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
                 ),
@@ -104,6 +124,7 @@ def settings(
     api: dict[str, Any] | None = None,
     ingest: dict[str, Any] | None = None,
     stream: dict[str, Any] | None = None,
+    query: dict[str, Any] | None = None,
     **top: Any,
 ) -> Settings:
     """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
@@ -112,6 +133,7 @@ def settings(
         api=ApiSettings.explicit(**(api or {})),
         ingest=IngestSettings.explicit(**(ingest or {})),
         stream=StreamSettings.explicit(**(stream or {})),
+        query=QuerySettings.explicit(**(query or {})),
         **top,
     )
 
@@ -141,7 +163,9 @@ async def started(
     """The app over ``fakes`` with its lifespan running (for clients other than httpx's, e.g. streams)."""
     config = config if config is not None else settings()
     app = create_app(
-        config, services=fakes.services(config.ingest.max_batch_items), rate_limiter=rate_limiter
+        config,
+        services=fakes.services(config.ingest.max_batch_items, config.query),
+        rate_limiter=rate_limiter,
     )
     async with app.router.lifespan_context(app):
         yield app

@@ -108,17 +108,17 @@ async def test_the_event_id_comes_from_the_body_or_the_idempotency_key_never_bot
 
 
 async def test_sent_at_corrects_the_client_clock(http: httpx.AsyncClient, fakes: Fakes) -> None:
-    # The client's clock is years behind; by that clock it sent the event 10 s after it happened.
+    # The client's clock is days behind; by that clock it sent the event 10 s after it happened.
     skewed = {
         "userId": "u",
         "action": "tap",
-        "timestamp": "2020-01-01T00:00:00Z",
-        "sentAt": "2020-01-01T00:00:10Z",
+        "timestamp": "2026-11-21T00:00:00Z",
+        "sentAt": "2026-11-21T00:00:10Z",
     }
     assert (await http.post("/api/activities", json=skewed)).status_code == 202
     [published] = fakes.publisher.published
-    assert to_iso(published.original_timestamp) == "2020-01-01T00:00:00.000Z"  # type: ignore[arg-type]
-    assert to_iso(published.sent_at) == "2020-01-01T00:00:10.000Z"  # type: ignore[arg-type]
+    assert to_iso(published.original_timestamp) == "2026-11-21T00:00:00.000Z"  # type: ignore[arg-type]
+    assert to_iso(published.sent_at) == "2026-11-21T00:00:10.000Z"  # type: ignore[arg-type]
     assert (published.received_at - published.timestamp).total_seconds() == 10
 
 

@@ -40,7 +40,17 @@ def newest_first(activities: list[Activity]) -> list[str]:
 async def test_page_mode_keeps_the_original_contract(http: httpx.AsyncClient, fakes: Fakes) -> None:
     activities = await store(fakes, 23)
     body = (await http.get("/api/activities")).json()
-    assert set(body) == {"data", "total", "page", "limit", "totalPages", "nextCursor", "freshUntil"}
+    assert set(body) == {
+        "data",
+        "total",
+        "totalCapped",
+        "page",
+        "limit",
+        "totalPages",
+        "nextCursor",
+        "freshUntil",
+    }
+    assert body["totalCapped"] is False
     assert (body["page"], body["limit"], body["total"], body["totalPages"]) == (1, 10, 23, 3)
     assert [a["id"] for a in body["data"]] == newest_first(activities)[:10]
     first = body["data"][0]
@@ -167,7 +177,9 @@ async def test_status_reports_persisted_dead_lettered_pending_and_unknown(
     http: httpx.AsyncClient, fakes: Fakes
 ) -> None:
     [stored] = await store(fakes, 1)
-    await fakes.dead_letters.add(DeadLetter("t:0:1", "poison", "InvalidActivity", "bad", BASE))
+    await fakes.dead_letters.add(
+        DeadLetter("t:0:1", "poison", "InvalidActivity", "bad", BASE, "default", "u")
+    )
 
     async def status(event_id: str) -> str:
         body = (await http.get(f"/api/activities/{event_id}/status")).json()

@@ -77,6 +77,7 @@ async def test_the_openapi_document_describes_what_is_answered(http: httpx.Async
     assert '"422"' not in json.dumps(spec["paths"]), "the service answers 400 for invalid input, not 422"
     assert "HTTPValidationError" not in schemas
     assert set(schemas["ActivityOut"]["properties"]) == {
+        "source",
         "id",
         "userId",
         "action",

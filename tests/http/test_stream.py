@@ -41,6 +41,7 @@ async def test_accepted_activities_arrive_as_events_in_the_list_item_shape(fakes
         "metadata": {},
         "ipAddress": "127.0.0.1",
         "receivedAt": "2026-11-26T10:00:00.000Z",
+        "source": "full",
     }
     assert json.loads(second["data"])["id"] == "b"
     assert len({ready["id"], first["id"], second["id"]}) == 3
@@ -101,6 +102,21 @@ async def test_heartbeats_keep_a_quiet_stream_open(fakes: Fakes) -> None:
     async with started(fakes, config) as app, stream(app, PATH) as live:
         ready, beat = await live.events(2)
     assert ready["event"] == "ready" and beat == {"comment": "heartbeat"}
+
+
+async def test_a_stream_ends_after_stream_max_seconds_and_resumes_where_it_stood(fakes: Fakes) -> None:
+    config = settings(stream={"max_seconds": 0.2, "heartbeat_seconds": 0.05})
+    async with started(fakes, config) as app, serve(fakes, config) as http:
+        async with stream(app, PATH) as live:
+            [ready] = await live.events(1)
+            await post(http, {"userId": "u", "action": "a", "id": "before-the-end"})
+            [event] = await live.events(1)
+            assert await live.ended()
+        await post(http, {"userId": "u", "action": "a", "id": "after-the-end"})
+        async with stream(app, PATH, headers={"Last-Event-ID": event["id"]}) as resumed:
+            _, missed = await resumed.events(2)
+    assert json.loads(event["data"])["id"] == "before-the-end"
+    assert json.loads(missed["data"])["id"] == "after-the-end"
 
 
 async def test_beyond_the_bound_on_open_streams_the_answer_is_503(fakes: Fakes) -> None:

@@ -22,9 +22,11 @@ KINDS = ["mongodb", "postgresql"]
 
 
 @asynccontextmanager
-async def opened(kind: str, stack: Stack, name: str) -> AsyncIterator[Store]:
+async def opened(kind: str, stack: Stack, name: str, **bounds: Any) -> AsyncIterator[Store]:
+    """``bounds``: passed to the store's opener (read_timeout_ms, ping_timeout_ms)."""
     if kind == "mongodb":
-        async with open_mongo_store(MongoSettings.explicit(uri=stack.mongo_uri, database=name)) as store:
+        mongo = MongoSettings.explicit(uri=stack.mongo_uri, database=name)
+        async with open_mongo_store(mongo, **bounds) as store:
             try:
                 yield store
             finally:
@@ -34,7 +36,8 @@ async def opened(kind: str, stack: Stack, name: str) -> AsyncIterator[Store]:
         return
     if kind == "postgresql":
         async with postgres_database(stack.postgres_dsn, name) as dsn:
-            async with open_postgres_store(PostgresSettings.explicit(dsn=dsn)) as store:
+            postgres = PostgresSettings.explicit(dsn=dsn, pool_size=bounds.pop("pool_size", 10))
+            async with open_postgres_store(postgres, **bounds) as store:
                 yield store
         return
     raise ValueError(f"no such store: {kind}")

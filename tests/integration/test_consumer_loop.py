@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from activity_service.application.erase_users import ErasedUsers
 from activity_service.application.persist_activities import PersistActivities, RetryPolicy
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
@@ -21,6 +22,7 @@ from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetterTo
 from activity_service.infrastructure.kafka.topics import ensure_topics
 from activity_service.infrastructure.mongo.compat import ServerQuirks
 from activity_service.infrastructure.mongo.delivery import MongoDeadLetterLog, MongoProgressLog
+from activity_service.infrastructure.mongo.erasures import MongoErasureLog
 from activity_service.infrastructure.mongo.repository import MongoActivityRepository
 from activity_service.infrastructure.system import SystemClock
 from tests.conftest import Stack
@@ -76,6 +78,7 @@ async def run_until(
         repository,
         KafkaDeadLetterTopic(producer, f"{topic}.dlq"),
         MongoDeadLetterLog(database["dead_letters"], quirks),
+        erased=ErasedUsers(MongoErasureLog(database["erasures"], quirks)),
         retry=RetryPolicy(0.05, 0.2),
         clock=SystemClock(),
     )

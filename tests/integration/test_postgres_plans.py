@@ -21,9 +21,9 @@ from tests.postgres import postgres_database
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DEEP = Position(NOW - timedelta(minutes=15_000), "e-15000")
-BY_TIME = "activities_timestamp_id"
-BY_USER = "activities_user_timestamp_id"
-BY_ACTION = "activities_action_timestamp_id"
+BY_TIME = "activities_tenant_timestamp_id"
+BY_USER = "activities_tenant_user_timestamp_id"
+BY_ACTION = "activities_tenant_action_timestamp_id"
 # Each shape, and the indexes whose ordered range answers it. A common action (a fifth of all events here)
 # may be read off the time index, filtering as it goes (about five rows read per row returned): still one
 # ordered range, no sort; a rare one takes its own index.

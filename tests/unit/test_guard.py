@@ -131,3 +131,43 @@ async def test_while_connections_queue_up_to_be_accepted_ingest_is_refused_at_on
         refused = await http.post("/in", content=b"{}", headers=JSON)
         assert (await http.get("/health")).status_code == 200  # only ingest is shed
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+
+
+async def test_a_body_still_arriving_holds_no_slot() -> None:
+    """max_concurrent=1, and one client sends its body slowly: another client's POST still passes."""
+    arrived = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"a": '
+        await arrived.wait()
+        yield b"1}"
+
+    app = IngestGuard(echo_size, limits={"/in": 100}, max_concurrent=1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        slow = asyncio.create_task(http.post("/in", content=slow_body(), headers=JSON))
+        await asyncio.sleep(0.05)  # the slow request is in the guard, reading
+        other = await http.post("/in", content=b"{}", headers=JSON)
+        arrived.set()
+        assert (await slow).text == "8"
+    assert (other.status_code, other.text) == (200, "2")
+    assert app.in_progress == app.body_bytes == 0
+
+
+async def test_the_bodies_of_requests_alive_are_bounded_in_bytes() -> None:
+    release = asyncio.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await echo_size(scope, receive, send)
+
+    app = IngestGuard(held, limits={"/in": 1000}, max_concurrent=8, max_body_bytes=1500)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        first = asyncio.create_task(http.post("/in", content=b"x" * 1000, headers=JSON))
+        await asyncio.sleep(0.05)
+        refused = await http.post("/in", content=b"x" * 600, headers=JSON)  # 1000 + 600 > 1500
+        small = asyncio.create_task(http.post("/in", content=b"x" * 400, headers=JSON))
+        await asyncio.sleep(0.05)
+        release.set()
+        assert (await first).status_code == (await small).status_code == 200
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert app.body_bytes == 0

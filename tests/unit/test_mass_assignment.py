@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from activity_service.interfaces.http.callers import Sender
 from activity_service.interfaces.http.schemas.common import field_errors
 from activity_service.interfaces.http.schemas.ingest import ActivityIn, parse_item
 
@@ -18,7 +19,11 @@ SERVER_OWNED = [
     "traceparent",
     "spanId",
     "_id",
+    "tenant",
+    "source",
+    "fingerprint",
 ]
+SENDER = Sender(tenant="default", source="k", ip_address="10.1.2.3", trace_id=None)
 
 
 @pytest.mark.parametrize("field", SERVER_OWNED)
@@ -31,12 +36,17 @@ def test_a_single_activity_setting_a_server_field_is_refused(field: str) -> None
 
 @pytest.mark.parametrize("field", SERVER_OWNED)
 def test_a_batch_item_setting_a_server_field_is_rejected_on_its_own(field: str) -> None:
-    outcome = parse_item({"userId": "u", "action": "a", field: "forged"}, "127.0.0.1", 32_768)
+    outcome = parse_item({"userId": "u", "action": "a", field: "forged"}, SENDER, 32_768)
     assert isinstance(outcome, list)
     assert [(e.field, e.message) for e in outcome] == [(field, "is not a known field")]
 
 
 def test_the_documented_id_is_the_only_id_a_client_sets() -> None:
-    draft = parse_item({"userId": "u", "action": "a", "id": "client-1"}, "10.1.2.3", 32_768)
+    draft = parse_item({"userId": "u", "action": "a", "id": "client-1"}, SENDER, 32_768)
     assert not isinstance(draft, list)
-    assert (draft.id, draft.ip_address) == ("client-1", "10.1.2.3")
+    assert (draft.id, draft.ip_address, draft.tenant, draft.source) == (
+        "client-1",
+        "10.1.2.3",
+        "default",
+        "k",
+    )

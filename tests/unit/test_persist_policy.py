@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from activity_service.application.erase_users import ErasedUsers
 from activity_service.application.persist_activities import PersistActivities, RetryPolicy
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import Received, Settled
 from activity_service.domain.ports import PersistObserver, StoreOutcome
-from tests.fakes import FixedClock, InMemoryDeadLetterLog, InMemoryDeadLetterTopic, InMemoryRepository
+from tests.fakes import (
+    FixedClock,
+    InMemoryDeadLetterLog,
+    InMemoryDeadLetterTopic,
+    InMemoryErasureLog,
+    InMemoryRepository,
+)
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 NO_WAIT = RetryPolicy(initial_seconds=0.0, max_seconds=0.0)
@@ -40,6 +47,9 @@ class Observed(PersistObserver):
     def retried(self, operation: str) -> None:
         self.retries.append(operation)
 
+    def suppressed(self, count: int) -> None:
+        self.suppressed_events = getattr(self, "suppressed_events", 0) + count
+
 
 class Persisting:
     def __init__(self) -> None:
@@ -47,10 +57,12 @@ class Persisting:
         self.topic = InMemoryDeadLetterTopic()
         self.letters = InMemoryDeadLetterLog()
         self.observed = Observed()
+        self.erasures = InMemoryErasureLog()
         self.use_case = PersistActivities(
             self.repository,
             self.topic,
             self.letters,
+            erased=ErasedUsers(self.erasures),
             retry=NO_WAIT,
             clock=FixedClock(NOW),
             observer=self.observed,
@@ -66,7 +78,7 @@ async def test_a_batch_is_settled_once_every_event_is_stored_or_already_stored()
     again = await p.settle([readable(0), readable(1), readable(2)])
     assert first == Settled(records=2, inserted=2, duplicates=0, dead_lettered=0)
     assert again == Settled(records=3, inserted=1, duplicates=2, dead_lettered=0)
-    assert sorted(p.repository.documents) == ["e0", "e1", "e2"]
+    assert p.repository.ids() == ["e0", "e1", "e2"]
     assert p.topic.sent == []
 
 

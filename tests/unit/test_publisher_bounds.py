@@ -9,6 +9,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import Overloaded, PublishUnavailable
+from activity_service.infrastructure.kafka.codec import encode
 from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -54,3 +55,48 @@ async def test_events_left_behind_by_requests_that_gave_up_count_against_the_bou
         publisher.publish(events("r3-", 30)).send(None)
     with pytest.raises(PublishUnavailable):  # what still fits is taken, and times out as before
         await publisher.publish(events("r4-", 10))
+
+
+def large_events(prefix: str, count: int, size: int) -> list[Activity]:
+    return [
+        Activity.record(
+            id=f"{prefix}{i}", user_id=f"u{i}", action="a", received_at=NOW, metadata={"blob": "x" * size}
+        )
+        for i in range(count)
+    ]
+
+
+async def test_the_bound_counts_bytes_too_so_large_events_cannot_pile_up() -> None:
+    producer = StuckProducer()
+    publisher = KafkaEventPublisher(
+        producer,  # type: ignore[arg-type]
+        "t",
+        timeout_seconds=0.01,
+        max_in_flight=20_000,
+        max_in_flight_bytes=1_048_576,
+    )
+    accepted = 0
+    for n in range(100):  # each request gives up (its event stays queued): ~32 KB each
+        try:
+            await publisher.publish(large_events(f"r{n}-", 1, 32_000))
+        except Overloaded:
+            break
+        except PublishUnavailable:
+            accepted += 1
+    size = len(large_events("r0-", 1, 32_000)[0].user_id) + len(encode(large_events("r0-", 1, 32_000)[0]))
+    assert accepted == 1_048_576 // size, "refused once the next one would pass 1 MiB, not at 20,000 events"
+    assert publisher.in_flight_bytes == 0  # every request is over; only the queued batches hold bytes
+
+
+async def test_a_publisher_holding_nothing_takes_a_request_larger_than_its_byte_bound() -> None:
+    publisher = KafkaEventPublisher(
+        StuckProducer(),  # type: ignore[arg-type]
+        "t",
+        timeout_seconds=0.01,
+        max_in_flight=20_000,
+        max_in_flight_bytes=1_048_576,
+    )
+    with pytest.raises(PublishUnavailable):  # taken (then times out): it could never pass otherwise
+        await publisher.publish(large_events("big-", 40, 32_000))
+    with pytest.raises(Overloaded):
+        await publisher.publish(large_events("next-", 1, 100))

@@ -74,19 +74,19 @@ async def test_status_moves_from_pending_to_persisted_and_reports_dead_letters()
     repository, dead, log = InMemoryRepository(), InMemoryDeadLetterLog(), InMemoryProgressLog()
     status = GetEventStatus(repository, dead, ReadFreshness(log, "t", partitions=1))
     event_id = Uuid7Ids().new_id()
-    assert (await status.execute(event_id)).status is EventStatus.PENDING  # nothing reported yet
+    assert (await status.execute("default", event_id)).status is EventStatus.PENDING  # nothing reported yet
 
     await log.record([PartitionProgress("t", 0, 1, None, True, datetime.now(UTC) - timedelta(minutes=1))])
-    assert (await status.execute(event_id)).status is EventStatus.PENDING  # newer than the store
+    assert (await status.execute("default", event_id)).status is EventStatus.PENDING  # newer than the store
 
     await repository.add_many([Activity.record(id=event_id, user_id="u", action="a", received_at=NOW)])
-    assert (await status.execute(event_id)).status is EventStatus.PERSISTED
+    assert (await status.execute("default", event_id)).status is EventStatus.PERSISTED
 
-    await dead.add(DeadLetter("t:0:5", "poison", "InvalidActivity", "bad", NOW))
-    assert (await status.execute("poison")).status is EventStatus.DEAD_LETTERED
+    await dead.add(DeadLetter("t:0:5", "poison", "InvalidActivity", "bad", NOW, "default", "u"))
+    assert (await status.execute("default", "poison")).status is EventStatus.DEAD_LETTERED
 
     await log.record([PartitionProgress("t", 0, 2, None, True, datetime.now(UTC) + timedelta(minutes=1))])
     assert (
-        await status.execute(Uuid7Ids().new_id())
+        await status.execute("default", Uuid7Ids().new_id())
     ).status is EventStatus.UNKNOWN  # older than the store, absent
-    assert (await status.execute("client-chosen")).status is EventStatus.UNKNOWN
+    assert (await status.execute("default", "client-chosen")).status is EventStatus.UNKNOWN

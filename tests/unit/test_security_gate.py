@@ -69,14 +69,17 @@ async def test_the_method_decides_the_scope() -> None:
     assert "activities:read" in write_only.json()["detail"]
 
 
-async def test_the_route_gets_the_client_and_open_paths_need_no_key() -> None:
+async def test_the_route_gets_the_client_and_only_open_paths_need_no_key() -> None:
     async with client() as http:
         identified = await http.get("/api/activities", headers=READER)
         health = await http.get("/health")
         lookalike = await http.get("/apiary")
+        elsewhere = await http.get("/apiary", headers=READER)
     assert identified.json() == {"name": "reader", "bucket": "key:reader"}
-    assert health.status_code == lookalike.status_code == 200
+    assert health.status_code == 200
     assert health.json() is None
+    assert lookalike.status_code == 401, "deny by default: a path not listed as open needs a key"
+    assert elsewhere.status_code == 200
 
 
 async def test_with_auth_off_the_client_is_its_address() -> None:

@@ -107,3 +107,24 @@ def test_auth_off_needs_no_keys_and_protects_nothing() -> None:
     )
     assert security.keys is None
     assert not security.protect_docs and not security.protect_metrics
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "CHANGE-ME", "key": "CHANGE-ME-generate-a-long-random-key", "scopes": [WRITE]},
+        {"name": "laptop", "key": "local-dev-key-not-a-secret", "scopes": [WRITE]},
+        {
+            "name": "hashed",
+            "sha256": hashlib.sha256(b"local-dev-key-not-a-secret").hexdigest(),
+            "scopes": [WRITE],
+        },
+    ],
+)
+def test_a_key_shipped_in_the_repository_runs_only_in_development(entry: dict[str, object]) -> None:
+    settings = auth([{"name": "own", "key": WRITER_KEY, "scopes": [WRITE]}, entry])
+    with pytest.raises(InsecureConfiguration) as refused:
+        HttpSecurity.from_settings(settings, ApiSettings.explicit())
+    assert "refusing to start" in str(refused.value.code) and "APP_ENV=development" in str(refused.value.code)
+    assert WRITER_KEY not in str(refused.value.code)
+    assert HttpSecurity.from_settings(settings, ApiSettings.explicit(), development=True).keys is not None

@@ -79,7 +79,7 @@ async def test_retention_removes_whole_days_only() -> None:
     )
     deleted = await PurgeExpiredActivities(repository, FixedClock(now), days=7).execute()
     assert deleted == 2
-    assert sorted(repository.documents) == [
+    assert repository.ids() == [
         "d6",
         "d7",
     ]  # d7 is 7 days old but its day has not ended 7 days ago

@@ -91,7 +91,7 @@ def test_queries_refuse_bad_pages_and_crossed_dates() -> None:
 
 async def test_getting_an_unknown_id_is_not_found() -> None:
     with pytest.raises(ActivityNotFound):
-        await GetActivity(InMemoryRepository()).execute("nope")
+        await GetActivity(InMemoryRepository()).execute("default", "nope")
 
 
 async def test_readiness_names_the_failing_dependency(publisher: InMemoryPublisher) -> None:

@@ -8,13 +8,14 @@ from activity_service.domain.ports import ActivityRepository
 
 
 class GetActivity:
-    """Return the stored activity with this id; ActivityNotFound when none is stored (yet)."""
+    """Return the tenant's stored activity with this id; ActivityNotFound when none is stored (yet), and
+    when the id is another tenant's: the two cannot be told apart."""
 
     def __init__(self, repository: ActivityRepository) -> None:
         self._repository = repository
 
-    async def execute(self, activity_id: str) -> Activity:
-        activity = await self._repository.get(activity_id)
+    async def execute(self, tenant: str, activity_id: str) -> Activity:
+        activity = await self._repository.get(tenant, activity_id)
         if activity is None:
             raise ActivityNotFound(activity_id)
         return activity

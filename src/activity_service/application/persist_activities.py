@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
+from activity_service.application.erase_users import ErasedUsers
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import DeadLetter, LogPosition, Received, Settled
 from activity_service.domain.ports import (
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REJECTED_BY_STORE = "RejectedByStore"
+CONFLICT = "Conflict"
+CONFLICT_REASON = "the tenant's event with this id was stored with other content; this one was not stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +51,20 @@ class _Unobserved:
     def retried(self, operation: str) -> None:
         return None
 
+    def suppressed(self, count: int) -> None:
+        return None
+
 
 class PersistActivities:
     """Settle a batch read from the event log, so that it may be committed:
 
-    1. **store** its readable activities, each once by its id (one idempotent write);
+    1. **store** its readable activities, each once by its tenant and id (one idempotent write), except
+       those an erasure covers (suppressed: never stored; erase_users.py);
     2. **classify** each: newly stored, already stored (a redelivery), refused by the store for good (a
        shape it cannot hold), or unknown (the write raised: connection lost, timeout, stepping down);
-    3. **dead-letter** what the store refused and what could not be read: a copy on the dead-letter topic
-       and a record, so the partition moves on and nothing vanishes unexplained;
+    3. **dead-letter** what the store refused, what could not be read, and a resend whose content
+       conflicts with the stored event of its id: a copy on the dead-letter topic and a record (the
+       event's status then reads ``conflict``), so the partition moves on and nothing vanishes unexplained;
     4. **retry** with backoff while an outcome is unknown (the write again, or a dead letter): never skip;
     5. report the batch **settled**. Only then may its offsets be committed. Returns None when ``stop`` is
        set before it settled: then nothing of it may be committed.
@@ -68,11 +76,13 @@ class PersistActivities:
         dead_letter_topic: DeadLetterTopic,
         dead_letter_log: DeadLetterLog,
         *,
+        erased: ErasedUsers,
         retry: RetryPolicy,
         clock: Clock,
         observer: PersistObserver | None = None,
     ) -> None:
         self._repository = repository
+        self._erased = erased
         self._topic = dead_letter_topic
         self._log = dead_letter_log
         self._retry = retry
@@ -81,18 +91,18 @@ class PersistActivities:
 
     async def execute(self, batch: Sequence[Received], stop: asyncio.Event) -> Settled | None:
         readable = [m for m in batch if m.activity is not None]
-        outcome = StoreOutcome(inserted=0, duplicates=0)
+        outcome, suppressed = StoreOutcome(inserted=0, duplicates=0), 0
         if readable:
             activities = [m.activity for m in readable if m.activity is not None]
             positions = [m.position for m in readable]
             stored = await self._until_known(partial(self._store, activities, positions), "store", stop)
             if stored is None:
                 return None
-            outcome = stored
-        by_id = {m.activity.id: m for m in readable if m.activity is not None}
-        dead = [(m, m.error_type, m.reason) for m in batch if m.activity is None] + [
-            (by_id[event_id], REJECTED_BY_STORE, reason) for event_id, reason in outcome.rejected.items()
-        ]
+            outcome, suppressed = stored
+        by_key = {m.activity.key: m for m in readable if m.activity is not None}
+        dead = [(m, m.error_type, m.reason) for m in batch if m.activity is None]
+        dead += [(by_key[key], REJECTED_BY_STORE, reason) for key, reason in outcome.rejected.items()]
+        dead += [(by_key[key], CONFLICT, CONFLICT_REASON) for key in outcome.conflicts]
         for message, error_type, reason in dead:
             log.warning("dead-lettering %s (%s): %s", message.source, error_type, reason)
             sent = await self._until_known(
@@ -106,20 +116,38 @@ class PersistActivities:
             inserted=outcome.inserted,
             duplicates=outcome.duplicates,
             dead_lettered=len(dead),
+            suppressed=suppressed,
         )
 
-    async def _store(self, activities: Sequence[Activity], positions: Sequence[LogPosition]) -> StoreOutcome:
+    async def _store(
+        self, activities: Sequence[Activity], positions: Sequence[LogPosition]
+    ) -> tuple[StoreOutcome, int]:
+        """Stores what no erasure covers; returns the outcome and how many were suppressed."""
+        kept = await self._erased.not_erased(activities)
+        suppressed = len(activities) - len(kept)
+        if suppressed:
+            activities = [activities[i] for i in kept]
+            positions = [positions[i] for i in kept]
+            self._observer.suppressed(suppressed)
         started = time.perf_counter()
-        outcome = await self._repository.add_many(activities, positions)
+        outcome = await self._repository.add_many(activities, positions) if activities else StoreOutcome(0, 0)
         self._observer.stored(outcome, time.perf_counter() - started)
-        return outcome
+        await self._erased.after_storing(activities)
+        return outcome, suppressed
 
     async def _dead_letter(self, message: Received, error_type: str, reason: str) -> bool:
         await self._topic.send(message, error_type, reason)
-        event_id = message.activity.id if message.activity is not None else message.event_id
-        await self._log.add(
-            DeadLetter(message.source, event_id, error_type, reason[:1000], self._clock.now())
+        activity = message.activity
+        who: tuple[str | None, str | None, str | None] = (
+            (activity.id, activity.tenant, activity.user_id)
+            if activity is not None
+            else (message.event_id, message.tenant, message.user_id)
         )
+        event_id, tenant, user_id = who
+        letter = DeadLetter(
+            message.source, event_id, error_type, reason[:1000], self._clock.now(), tenant, user_id
+        )
+        await self._log.add(letter)
         return True
 
     async def _until_known(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from activity_service.application.record_activity import ActivityDraft
+from activity_service.application.resends import RecentContent
 from activity_service.domain.activity import Activity
 from activity_service.domain.errors import DomainError, FieldError, InvalidActivity
 from activity_service.domain.ports import Clock, EventPublisher, IdGenerator
@@ -55,8 +56,12 @@ class BatchTooLarge(DomainError):
 BatchItem = ActivityDraft | Sequence[FieldError]
 
 
+CONFLICT = "was sent before with other content: a resend must repeat it, a new event needs a new id"
+
+
 class RecordBatch:
-    """Accept the valid items of a batch, report the others, in input order.
+    """Accept the valid items of a batch, report the others, in input order (a client-chosen id sent
+    before with other content is such an item: see RecordActivity).
 
     An item arrives either as a draft or as the errors the boundary already found in it. All valid
     items are published together and accepted only once the log acknowledged every one of them; if it
@@ -65,11 +70,20 @@ class RecordBatch:
     one ``receivedAt``.
     """
 
-    def __init__(self, publisher: EventPublisher, clock: Clock, ids: IdGenerator, *, max_items: int) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        clock: Clock,
+        ids: IdGenerator,
+        *,
+        max_items: int,
+        recent: RecentContent | None = None,
+    ) -> None:
         self._publisher = publisher
         self._clock = clock
         self._ids = ids
         self._max_items = max_items
+        self._recent = recent if recent is not None else RecentContent()
 
     async def execute(self, items: Sequence[BatchItem]) -> BatchResult:
         if len(items) > self._max_items:
@@ -81,12 +95,18 @@ class RecordBatch:
                 results.append(ItemResult(index, errors=tuple(item)))
                 continue
             try:
-                results.append(ItemResult(index, activity=item.to_activity(self._ids, received_at)))
+                activity = item.to_activity(self._ids, received_at)
             except InvalidActivity as exc:
                 results.append(ItemResult(index, errors=exc.errors))
+                continue
+            if self._recent.conflicts(activity):
+                results.append(ItemResult(index, errors=(FieldError("id", CONFLICT),)))
+            else:
+                results.append(ItemResult(index, activity=activity))
         result = BatchResult(tuple(results))
         valid = [r.activity for r in results if r.activity is not None]
         if not valid:
             raise InvalidBatch(result)
         await self._publisher.publish(valid)
+        self._recent.remember(valid)
         return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -17,22 +19,40 @@ MAX_USER_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 128
 # Device clocks drift, so a little future is normal; a timestamp further ahead than this is a bug.
 MAX_FUTURE_SKEW = timedelta(hours=24)
+# No event of this service predates it: earlier times are broken clocks (or year 1 from a zero value).
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+# The most a client's clock may be corrected by (sentAt against receivedAt): more is a clock so broken
+# that its timestamps mean nothing, and would let one request move its event anywhere in time.
+MAX_CLOCK_CORRECTION = timedelta(days=7)
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_IP_LENGTH = 64
+DEFAULT_TENANT = "default"
+# Tenants and key names: never a '/', so "tenant/id" names one event unambiguously (ids have none either).
+NAME = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 _ZERO = timedelta(0)
 
 JsonObject = Mapping[str, Any]
+EventKey = tuple[str, str]
+"""(tenant, event id): an event id is unique within its tenant only."""
 
 
 @dataclass(frozen=True, slots=True)
 class Activity:
     """An accepted activity.
 
-    Invariants: ``id`` is a valid event id; ``user_id`` and ``action`` are non-empty and bounded; every
-    time is timezone-aware UTC; ``timestamp`` is not more than MAX_FUTURE_SKEW after ``received_at``;
-    ``metadata`` is a JSON object that any MongoDB-compatible store can hold (see domain.metadata).
+    Invariants: ``id`` is a valid event id; ``user_id`` and ``action`` are non-empty, bounded, printable
+    text (no control, bidi, zero-width or other format characters); every time is timezone-aware UTC;
+    ``timestamp`` is not before EARLIEST_TIMESTAMP nor more than MAX_FUTURE_SKEW after ``received_at``;
+    ``sent_at`` (the client's clock when it sent the event) is within MAX_CLOCK_CORRECTION of
+    ``received_at``; ``metadata`` is a JSON object that every supported store can hold (see
+    domain.metadata); ``tenant`` and ``source`` are names (letters, digits, ``._:@-``, at most 64).
     ``timestamp`` is the effective event time; ``original_timestamp`` keeps the client's own value when
     it was corrected for clock skew with ``sent_at``.
+
+    ``tenant`` owns it: its id is unique within the tenant, and only the tenant's keys read it. ``source``
+    names the API key that wrote it. ``fingerprint`` (content_fingerprint) identifies what the client sent,
+    for an event whose id the client chose: a resend with the same id and the same content is the same
+    event; with other content it is a conflict, never silently dropped nor silently replaced.
     """
 
     id: str
@@ -46,11 +66,19 @@ class Activity:
     sent_at: datetime | None = None
     trace_id: str | None = None
     """The W3C trace id of the request that carried it, when tracing is on (32 lowercase hex digits)."""
+    tenant: str = DEFAULT_TENANT
+    source: str | None = None
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         errors = _problems(self)
         if errors:
             raise InvalidActivity(errors)
+
+    @property
+    def key(self) -> EventKey:
+        """What identifies it: its id within its tenant."""
+        return (self.tenant, self.id)
 
     @classmethod
     def restore(cls, **stored: Any) -> Activity:
@@ -86,13 +114,17 @@ class Activity:
         metadata: JsonObject | None = None,
         ip_address: str | None = None,
         trace_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        source: str | None = None,
+        chosen_id: bool = False,
     ) -> Activity:
         """Build an activity from what a client sent and when it arrived.
 
         Without ``timestamp`` the event happened when it was received. With both ``timestamp`` and
         ``sent_at`` the client's clock is assumed off by ``sent_at - received_at``, so the effective
         time is ``received_at - (sent_at - timestamp)`` and the client's value is kept as
-        ``original_timestamp``.
+        ``original_timestamp``. ``chosen_id``: the client chose ``id``, so the content is fingerprinted
+        (a resend must match it).
         """
         received_at = _utc(received_at, "receivedAt")
         original = _utc(timestamp, "timestamp") if timestamp is not None else None
@@ -114,7 +146,23 @@ class Activity:
             original_timestamp=original if sent is not None else None,
             sent_at=sent,
             trace_id=trace_id,
+            tenant=tenant,
+            source=source,
+            fingerprint=content_fingerprint(user_id, action, metadata, original) if chosen_id else None,
         )
+
+
+def content_fingerprint(
+    user_id: str, action: str, metadata: JsonObject | None, timestamp: datetime | None
+) -> str:
+    """What the client said happened, as a short digest: who, what, the metadata, and its own time (when
+    it gave one; the server's receipt time differs on every resend). Equal content, equal fingerprint."""
+    content = [user_id, action, metadata or {}, None if timestamp is None else timestamp.isoformat()]
+    try:
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON (the invariants refuse it): nothing meaningful to hash
+        canonical = repr(content)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 _FIELDS = fields(Activity)
@@ -150,11 +198,31 @@ def _problems(a: Activity) -> list[FieldError]:
         errors.append(FieldError("ipAddress", f"must be a string of at most {MAX_IP_LENGTH} characters"))
     if a.trace_id is not None and (not isinstance(a.trace_id, str) or TRACE_ID.fullmatch(a.trace_id) is None):
         errors.append(FieldError("traceId", "must be 32 lowercase hexadecimal digits"))
-    if not errors and a.timestamp - a.received_at > MAX_FUTURE_SKEW:
-        hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
-        errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
+    for name, value in (("tenant", a.tenant), ("source", a.source)):
+        if value is not None and (not isinstance(value, str) or NAME.fullmatch(value) is None):
+            errors.append(FieldError(name, "must be a name: letters, digits and ._:@- (at most 64)"))
+    if a.fingerprint is not None and (not isinstance(a.fingerprint, str) or len(a.fingerprint) > 64):
+        errors.append(FieldError("fingerprint", "must be a digest of at most 64 characters"))
+    if not errors:
+        _time_problems(errors, a)
     errors.extend(metadata_problems(a.metadata))
     return errors
+
+
+def _time_problems(errors: list[FieldError], a: Activity) -> None:
+    if a.timestamp - a.received_at > MAX_FUTURE_SKEW:
+        hours = int(MAX_FUTURE_SKEW.total_seconds() // 3600)
+        errors.append(FieldError("timestamp", f"must not be more than {hours} hours in the future"))
+    elif a.timestamp < EARLIEST_TIMESTAMP:
+        errors.append(FieldError("timestamp", f"must not be before {EARLIEST_TIMESTAMP.date().isoformat()}"))
+    if a.sent_at is not None and abs(a.sent_at - a.received_at) > MAX_CLOCK_CORRECTION:
+        errors.append(
+            FieldError(
+                "sentAt",
+                f"is more than {MAX_CLOCK_CORRECTION.days} days from the time it was received: the "
+                "client's clock cannot be corrected by that much",
+            )
+        )
 
 
 def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -> None:
@@ -164,3 +232,11 @@ def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -
         errors.append(FieldError(name, f"must be at most {limit} characters"))
     elif "\x00" in value:
         errors.append(FieldError(name, "must not contain NUL characters"))
+    elif not value.isprintable():  # C-fast; False for every Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs but " "
+        errors.append(
+            FieldError(
+                name,
+                "must not contain control, bidi, zero-width or other invisible characters "
+                "(spaces other than U+0020 included)",
+            )
+        )

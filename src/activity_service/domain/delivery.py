@@ -12,8 +12,9 @@ from activity_service.domain.activity import Activity
 class DeadLetter:
     """A message that can never be stored, copied to the dead-letter topic and recorded here.
 
-    ``event_id`` is known when the message was readable enough to carry one. ``source`` names where it
-    came from (``topic:partition:offset``), which is unique, so recording it twice records it once.
+    ``event_id``, ``tenant`` and ``user_id`` are known when the message was readable enough to carry them
+    (an erasure removes the records of its user's events). ``source`` names where it came from
+    (``topic:partition:offset``), which is unique, so recording it twice records it once.
     """
 
     source: str
@@ -21,6 +22,8 @@ class DeadLetter:
     error_type: str
     reason: str
     at: datetime
+    tenant: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class Received:
     error_type: str = ""
     reason: str = ""
     event_id: str | None = None
+    tenant: str | None = None
+    user_id: str | None = None
 
     @property
     def source(self) -> str:
@@ -70,6 +75,8 @@ class Settled:
     inserted: int
     duplicates: int
     dead_lettered: int
+    suppressed: int = 0
+    """Covered by an erasure: not stored, on purpose."""
 
 
 @dataclass(frozen=True, slots=True)

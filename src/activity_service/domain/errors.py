@@ -50,3 +50,8 @@ class Overloaded(PublishUnavailable):
 
 class StoreUnavailable(DomainError):
     """The activity store could not be reached; the operation may be retried."""
+
+
+class QueryTimedOut(StoreUnavailable):
+    """A read ran past its time limit on the database and was stopped there; narrower filters or a cursor
+    cost less, and the same read may pass when the database is less busy."""

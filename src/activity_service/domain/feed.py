@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.errors import DomainError
 
 Cursor = Mapping[int, int]
@@ -15,14 +15,17 @@ Cursor = Mapping[int, int]
 
 @dataclass(frozen=True, slots=True)
 class FeedFilter:
-    """Exact matches, as the list's filters; empty means everything."""
+    """One tenant's activities; the rest are exact matches, as the list's filters (empty: everything)."""
 
     user_id: str | None = None
     actions: tuple[str, ...] = ()
+    tenant: str = DEFAULT_TENANT
 
     def matches(self, activity: Activity) -> bool:
-        return (self.user_id is None or activity.user_id == self.user_id) and (
-            not self.actions or activity.action in self.actions
+        return (
+            activity.tenant == self.tenant
+            and (self.user_id is None or activity.user_id == self.user_id)
+            and (not self.actions or activity.action in self.actions)
         )
 
 

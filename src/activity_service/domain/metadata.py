@@ -1,7 +1,8 @@
-"""What metadata may hold: any JSON object that every MongoDB-compatible store can keep as it is.
+"""What metadata may hold: any JSON object that every supported store can keep as it is.
 
-Keys that start with ``$`` or contain ``.`` or NUL break such stores (they read as operators or paths),
-so they are refused at any depth. Depth and integer range are bounded too.
+Keys that start with ``$`` or contain ``.`` or NUL break MongoDB-compatible stores (they read as
+operators or paths), so they are refused at any depth; PostgreSQL's jsonb cannot hold NUL (``\u0000``)
+in a string at all, so string values may not contain it either. Depth and integer range are bounded too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def _plain(value: Any, depth: int) -> bool:
     event. Only exact JSON types pass; anything else (a problem, or a Mapping that is not a dict) goes
     to ``_walk``, which names every offending path."""
     kind = type(value)
-    if kind is str or kind is float or kind is bool or value is None:
+    if kind is str:
+        return "\x00" not in value
+    if kind is float or kind is bool or value is None:
         return True
     if kind is int:
         return bool(-(2**63) <= value < 2**63)
@@ -75,7 +78,10 @@ def _walk(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
             return
         for index, item in enumerate(value):
             _walk(item, f"{path}[{index}]", depth + 1, errors)
-    elif isinstance(value, bool) or value is None or isinstance(value, str | float):
+    elif isinstance(value, str):
+        if "\x00" in value:
+            errors.append(FieldError(path, "strings must not contain NUL characters (\\u0000)"))
+    elif isinstance(value, bool) or value is None or isinstance(value, float):
         return
     elif isinstance(value, int):
         if value not in _INT64:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import Activity, EventKey
 from activity_service.domain.delivery import DeadLetter, LogPosition, PartitionProgress, Received
+from activity_service.domain.erasure import Erasure, UserKey
 from activity_service.domain.query import ActivityPage, ActivityQuery
 
 
@@ -28,15 +29,18 @@ class EventPublisher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoreOutcome:
-    """What a store did with a batch: every activity is inserted, a duplicate, or rejected.
+    """What a store did with a batch: every activity is inserted, a duplicate, or rejected; a duplicate
+    whose content differs from the stored event's (same id, other fingerprint) is also a conflict.
 
-    ``rejected`` maps event ids to the reason the store refused them for good (no retry can help,
-    e.g. a shape the store cannot hold); everything else in the batch is durably stored.
+    ``rejected`` maps events (by tenant and id) to the reason the store refused them for good (no retry
+    can help, e.g. a shape the store cannot hold); everything else in the batch is durably stored.
+    ``conflicts`` (among the duplicates) were not stored: the tenant's event of that id says otherwise.
     """
 
     inserted: int
     duplicates: int
-    rejected: Mapping[str, str] = field(default_factory=dict)
+    rejected: Mapping[EventKey, str] = field(default_factory=dict)
+    conflicts: Sequence[EventKey] = ()
 
 
 class ActivityRepository(Protocol):
@@ -54,7 +58,16 @@ class ActivityRepository(Protocol):
         """
         ...
 
-    async def get(self, activity_id: str) -> Activity | None: ...
+    async def get(self, tenant: str, activity_id: str) -> Activity | None:
+        """The tenant's event of that id (another tenant's is as absent as an unknown one)."""
+        ...
+
+    async def erase(self, erasure: Erasure) -> int:
+        """Remove the events the erasure covers (its user's, in its tenant, received before it was
+        requested) and take them out of the counts; returns how many were removed. Safe to run again, and
+        to run while the consumer stores: what it stores meanwhile is for the next pass (see ErasureLog).
+        One pass of an erasure runs at a time (ErasureLog.claim)."""
+        ...
 
     async def purge_before(self, cutoff: datetime) -> int:
         """Delete the activities whose timestamp is before ``cutoff`` (the start of a UTC day), and their
@@ -73,11 +86,19 @@ class DeadLetterLog(Protocol):
         """Record a dead letter; recording the same source twice keeps one record."""
         ...
 
-    async def forget(self, event_ids: Sequence[str]) -> None:
+    async def forget(self, events: Sequence[EventKey]) -> None:
         """Drop the records of events that have since been stored (after a dead-letter replay)."""
         ...
 
-    async def has_event(self, event_id: str) -> bool: ...
+    async def forget_user(self, tenant: str, user_id: str, before: datetime) -> int:
+        """Drop the records of the user's events dead-lettered before ``before`` (an erasure); returns
+        how many."""
+        ...
+
+    async def error_types(self, tenant: str, event_id: str) -> set[str]:
+        """Why the tenant's event of that id was dead-lettered (``Conflict``, ``RejectedByStore``...),
+        once per kind; empty when it was not."""
+        ...
 
 
 class DeadLetterTopic(Protocol):
@@ -95,6 +116,42 @@ class PersistObserver(Protocol):
     def dead_lettered(self, error_type: str) -> None: ...
 
     def retried(self, operation: str) -> None: ...
+
+    def suppressed(self, count: int) -> None:
+        """Events not stored because an erasure covers them."""
+        ...
+
+
+class ErasureLog(Protocol):
+    """The erasures requested, kept for good: they also suppress covered events that arrive later."""
+
+    async def add(self, erasure: Erasure) -> None: ...
+
+    async def get(self, tenant: str, erasure_id: str) -> Erasure | None:
+        """The tenant's erasure of that id (another tenant's is as absent as an unknown one)."""
+        ...
+
+    async def erased_before(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        """For those of ``users`` that were erased: the latest time an erasure of them was requested
+        (every event of theirs received before it is covered)."""
+        ...
+
+    async def claim(self, now: datetime, lease: timedelta) -> Erasure | None:
+        """An erasure that is not done and that no one else holds (or whose holder let its lease run out),
+        now ``running`` and held until ``now + lease``; None when there is none."""
+        ...
+
+    async def record_pass(self, erasure: Erasure, removed: int, now: datetime) -> bool:
+        """After a pass of the claimed ``erasure`` that removed ``removed`` events: adds them, and marks it
+        ``done`` unless it was raced meanwhile (its generation moved on: it stays to be claimed again).
+        Releases the claim. A holder whose lease was taken over only adds what it removed. Returns
+        whether it is done."""
+        ...
+
+    async def raced(self, users: Collection[UserKey]) -> None:
+        """Events that erasures of these users cover were stored after they were requested (a write that
+        had not seen the erasure yet): their erasures need another pass (generation + 1, not done)."""
+        ...
 
 
 class ProgressLog(Protocol):

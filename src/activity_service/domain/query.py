@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.errors import FieldError, InvalidActivity
 
 DEFAULT_PAGE_LIMIT = 10
@@ -34,17 +34,21 @@ class ActivityQuery:
     Results are ordered newest ``timestamp`` first, then by id (descending), so the order is total and
     stable. Two ways to page: by number (``page``; skips ``(page - 1) * limit`` rows, so deep pages cost
     more and shift when events arrive) or by keyset (``after``: the activities strictly after that
-    position in the order, one index range however deep). ``count_total`` asks for the number of matches.
+    position in the order, one index range however deep). ``count_total`` asks for the number of matches;
+    ``count_limit`` bounds that count (a store counts at most that many, and says so: ``total_capped``).
     """
 
     user_id: str | None = None
     actions: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
+    tenant: str = DEFAULT_TENANT
+    """Whose events: a query only ever sees one tenant's."""
     page: int = 1
     limit: int = DEFAULT_PAGE_LIMIT
     after: Position | None = None
     count_total: bool = True
+    count_limit: int | None = None
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -67,6 +71,7 @@ class ActivityQuery:
     def fingerprint(self) -> str:
         """Identifies the filters (not the position), so a cursor cannot be reused with other filters."""
         parts = [
+            self.tenant,
             self.user_id or "",
             ",".join(sorted(self.actions)),
             self.start.isoformat() if self.start else "",
@@ -82,6 +87,8 @@ class ActivityPage:
     page: int
     limit: int
     has_more: bool
+    total_capped: bool = False
+    """``total`` stopped at the query's ``count_limit``: there are at least that many matches."""
 
     @property
     def total_pages(self) -> int | None:

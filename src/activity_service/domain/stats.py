@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from activity_service.domain.activity import DEFAULT_TENANT
 from activity_service.domain.errors import FieldError
 from activity_service.domain.query import InvalidQuery
 
@@ -52,6 +53,8 @@ class CountQuery:
     user_id: str | None = None
     actions: tuple[str, ...] = ()
     by_action: bool = False
+    tenant: str = DEFAULT_TENANT
+    """Whose events are counted: one tenant's only."""
 
     def __post_init__(self) -> None:
         if self.start > self.end:

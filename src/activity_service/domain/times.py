@@ -21,9 +21,15 @@ def to_iso(value: datetime) -> str:
 
 
 def from_iso(value: str) -> datetime:
-    """Parse an ISO-8601 time; a time without an offset is taken as UTC."""
+    """Parse an ISO-8601 time; a time without an offset is taken as UTC. Raises ValueError when it is not
+    one, or has no UTC equivalent (``9999-12-31T23:59:59-01:00`` is in the year 10000)."""
     parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} has no UTC equivalent") from None
 
 
 def to_millis(value: datetime) -> datetime:

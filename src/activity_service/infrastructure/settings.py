@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from activity_service.domain.addresses import AddressMode
+
 _read_environment: ContextVar[bool] = ContextVar("read_environment", default=True)
 
 
@@ -177,6 +179,19 @@ class ApiSettings(_Section):
     cors_origins: str = Field(
         default="", description="Comma-separated origins a browser may call the API from; none by default."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request's body must arrive within this after its headers (408)."
+    )
+    max_header_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="A request's line and headers, at most (else 431). The longest URL a read accepts "
+        "(20 actions of 128 characters, percent-encoded) is ~40 KB.",
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="An idle connection is closed after this.")
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -204,12 +219,43 @@ class IngestSettings(_Section):
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     max_in_flight_events: int = Field(default=20_000, ge=1)
+    max_in_flight_bytes: int = Field(
+        default=67_108_864, ge=1_048_576, description="Encoded events held by the publisher, at most."
+    )
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_loop_lag_seconds: float = Field(default=0.25, gt=0)
     max_accept_queue: int = Field(default=64, ge=1)
     max_batch_items: int = Field(default=500, ge=1)
     max_batch_bytes: int = Field(default=1_048_576, ge=1024)
     max_event_bytes: int = Field(default=32_768, ge=256)
+    max_body_bytes_in_progress: int = Field(
+        default=16_777_216, ge=1024, description="Bodies of the ingest requests alive, at most (then 503)."
+    )
+
+
+class QuerySettings(_Section):
+    """What one read may cost the database, and how many run at once in one API process."""
+
+    model_config = _config("QUERY_")
+
+    timeout_ms: int = Field(
+        default=5000, ge=10, description="Every read query, at most, on the server (then 503 + Retry-After)."
+    )
+    max_concurrent: int = Field(default=16, ge=1, description="Reads in progress per API process (then 503).")
+    max_depth: int = Field(
+        default=10_000, ge=100, description="page x limit, at most, in page mode (then 400: use a cursor)."
+    )
+    max_count: int = Field(
+        default=10_000, ge=1, description="Matches counted for `total`, at most (then totalCapped: true)."
+    )
+
+
+class ReadinessSettings(_Section):
+    model_config = _config("READINESS_")
+
+    timeout_ms: int = Field(
+        default=2000, ge=50, description="Each dependency's ping, on its own connection, at most."
+    )
 
 
 class ConsumerSettings(_Section):
@@ -220,6 +266,9 @@ class ConsumerSettings(_Section):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, gt=0)
+    erasure_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often the consumer looks for erasures to carry out."
+    )
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 serves no metrics.")
 
@@ -237,6 +286,12 @@ class StreamSettings(_Section):
     idle_seconds: float = Field(
         default=30.0, ge=0, description="The tail stops this long after the last stream."
     )
+    max_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="A stream ends this long after it began (0: never); clients resume with Last-Event-ID, "
+        "so long-lived streams spread over API processes again.",
+    )
 
 
 class RetentionSettings(_Section):
@@ -248,8 +303,14 @@ class RetentionSettings(_Section):
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
-ApiScope = Literal["activities:write", "activities:read"]
+ApiScope = Literal["activities:write", "activities:read", "activities:read-pii", "activities:erase"]
 MIN_KEY_LENGTH = 16
+# Keys that are shipped in this repository and so are no secret: k8s/secret.example.yaml's placeholders
+# (anything holding PLACEHOLDER_MARK) and docker/app.env's committed laptop key (by digest, so that its
+# sha256 form is known too). The API refuses them unless APP_ENV=development.
+PLACEHOLDER_MARK = "CHANGE-ME"
+COMMITTED_DEV_KEYS = ("local-dev-key-not-a-secret",)
+_COMMITTED_DIGESTS = frozenset(hashlib.sha256(key.encode()).digest() for key in COMMITTED_DEV_KEYS)
 
 
 class ApiKey(BaseModel):
@@ -259,6 +320,13 @@ class ApiKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+    tenant: str = Field(
+        default="default",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="Whose events it writes and reads; keys without one belong to `default`.",
+    )
     key: SecretStr | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     scopes: tuple[ApiScope, ...] = Field(min_length=1)
@@ -270,6 +338,13 @@ class ApiKey(BaseModel):
         if self.key is not None and len(self.key.get_secret_value()) < MIN_KEY_LENGTH:
             raise ValueError(f"key {self.name!r}: a key must be at least {MIN_KEY_LENGTH} characters")
         return self
+
+    @property
+    def shipped(self) -> bool:
+        """A placeholder or a key committed to this repository: anyone can read it, so it guards nothing."""
+        if self.key is not None and PLACEHOLDER_MARK in self.key.get_secret_value():
+            return True
+        return self.digest in _COMMITTED_DIGESTS
 
     @property
     def digest(self) -> bytes:
@@ -346,6 +421,19 @@ def _comma_list(value: str) -> list[str]:
 class Settings(_Section):
     model_config = _config("")
 
+    app_env: Literal["production", "development"] = Field(
+        default="production",
+        description="development allows the keys shipped in this repository (docker/app.env's, the k8s "
+        "example's placeholders); production refuses to start with them.",
+    )
+    ip_address_mode: AddressMode = Field(
+        default=AddressMode.FULL,
+        description="What of the client's address an event keeps: all of it, its network (IPv4 /24, IPv6 "
+        "/48) or nothing; applied before the event is published.",
+    )
+    pii_read_scope_required: bool = Field(
+        default=False, description="true: reads show ipAddress only to keys with activities:read-pii."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: text when stderr is a terminal, JSON lines otherwise."
@@ -361,6 +449,8 @@ class Settings(_Section):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+    readiness: ReadinessSettings = Field(default_factory=ReadinessSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)

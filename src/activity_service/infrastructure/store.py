@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from activity_service.domain.ports import ActivityRepository, DeadLetterLog, ProgressLog
+from activity_service.domain.ports import ActivityRepository, DeadLetterLog, ErasureLog, ProgressLog
 from activity_service.domain.stats import ActivityCounts
 
 
@@ -25,6 +25,7 @@ class Store:
     counts: ActivityCounts
     dead_letters: DeadLetterLog
     progress: ProgressLog
+    erasures: ErasureLog
     ping: Callable[[], Awaitable[None]]
     apply_retention: Callable[[int], Awaitable[bool]]
     """Make the database expire events that many days after their timestamp (0: keep them); False when

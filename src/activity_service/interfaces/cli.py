@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+# Nothing but signal and sys before the signals are taken: importing the rest takes a second or more
+# on a loaded machine, and a SIGTERM meanwhile (an orchestrator scaling down a pod it just made) is a
+# request to stop, not a crash.
 import signal
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Sequence
+    from datetime import datetime
+    from types import FrameType
 
-from activity_service.domain.times import from_iso
-from activity_service.infrastructure.logging import configure_logging
-from activity_service.infrastructure.observability.tracing import configure_tracing, shutdown_tracing
-from activity_service.infrastructure.settings import Settings
+    import uvicorn
+
+    from activity_service.infrastructure.settings import Settings
+
+
+class _StopRequests:
+    """SIGTERM and SIGINT noted from the first moment, until the process's own handling takes them."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.event: asyncio.Event | None = None  # the consumer's stop
+        self.server: uvicorn.Server | None = None  # the API's server, before it takes the signals
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self.event is not None:
+            self.event.set()
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def release(self) -> None:
+        """Back to Python's own handling (the one-off commands: Ctrl-C interrupts them)."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def hand_to(self, server: uvicorn.Server) -> None:
+        """Stop ``server`` at once if asked already, or when asked before it takes the signals itself."""
+        self.server = server
+        if self.requested:
+            server.should_exit = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stops = _StopRequests()
+    import argparse
+
     parser = argparse.ArgumentParser(prog="activity-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     api = commands.add_parser("api", help="serve the HTTP API")
@@ -42,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="re-drive every dead letter through validation and storage (after a fix); reports the rest",
     )
     args = parser.parse_args(argv)
+    if args.command not in ("api", "consumer"):
+        stops.release()
+
+    from pydantic import ValidationError
+
+    from activity_service.infrastructure.logging import configure_logging
+    from activity_service.infrastructure.settings import Settings
 
     try:
         settings = Settings()
@@ -49,32 +91,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"activity-service: invalid settings (see .env.example):\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if stops.requested:
+        print(f"activity-service {args.command}: asked to stop while starting; stopped", file=sys.stderr)
+        return 0
     if args.command == "api":
-        return _serve_api(settings, args.host or settings.api.host, args.port or settings.api.port)
+        return _serve_api(settings, args.host or settings.api.host, args.port or settings.api.port, stops)
     if args.command == "consumer":
-        return _consume(settings)
+        return _consume(settings, stops)
     if args.command == "replay":
         return _replay(settings, settings.kafka.topic, args.start, args.end, dead_letters=False)
     return _replay(settings, settings.kafka.dead_letter_topic, None, None, dead_letters=True)
 
 
-def _serve_api(settings: Settings, host: str, port: int) -> int:
+def _serve_api(settings: Settings, host: str, port: int, stops: _StopRequests) -> int:
+    from activity_service.infrastructure.observability.tracing import configure_tracing, shutdown_tracing
     from activity_service.interfaces.http.app import create_app
     from activity_service.interfaces.http.server import serve
 
     configure_tracing("activity-service-api")
     try:
-        return serve(create_app(settings), settings, host, port)
+        app = create_app(settings)
+        if stops.requested:  # while the app was being built
+            return 0
+        return serve(app, settings, host, port, on_server=stops.hand_to)
     finally:
         shutdown_tracing()
 
 
-def _consume(settings: Settings) -> int:
-    # A SIGTERM while the process is still starting (an orchestrator scaling down a pod it just made)
-    # is a request to stop, not a crash: noted here until the consumer's event loop takes the signals.
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+def _consume(settings: Settings, stops: _StopRequests) -> int:
+    import asyncio
+
+    # Noted until the consumer's event loop takes the signals (run_consumer).
+    stop = stops.event = asyncio.Event()
+    if stops.requested:
+        stop.set()
+    from activity_service.infrastructure.observability.tracing import configure_tracing, shutdown_tracing
     from activity_service.interfaces.worker.main import run_consumer
 
     configure_tracing("activity-service-consumer")
@@ -88,6 +139,8 @@ def _consume(settings: Settings) -> int:
 def _replay(
     settings: Settings, topic: str, start: datetime | None, end: datetime | None, *, dead_letters: bool
 ) -> int:
+    import asyncio
+
     from activity_service.interfaces.worker.replay import replay
 
     try:
@@ -104,6 +157,10 @@ def _replay(
 
 
 def _time(value: str) -> datetime:
+    import argparse
+
+    from activity_service.domain.times import from_iso
+
     try:
         return from_iso(value)
     except ValueError:

@@ -1,19 +1,23 @@
 """The message on the topic: a versioned JSON envelope around one activity.
 
     {"v": 1, "type": "activity.recorded", "data": {"id", "userId", "action", "timestamp", "receivedAt",
-     "metadata", "ipAddress", "originalTimestamp"?, "sentAt"?, "traceId"?}}
+     "metadata", "ipAddress", "originalTimestamp"?, "sentAt"?, "traceId"?, "tenant"?, "source"?,
+     "fingerprint"?}}
+
+A message without ``tenant`` belongs to the default tenant (as every message written before tenants).
 
 Times are ISO-8601 UTC strings. A consumer refuses versions it does not know rather than guessing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.times import from_iso, to_iso
 
@@ -43,6 +47,12 @@ def _data(activity: Activity) -> dict[str, Any]:
         data["sentAt"] = to_iso(activity.sent_at)
     if activity.trace_id is not None:
         data["traceId"] = activity.trace_id
+    if activity.tenant != DEFAULT_TENANT:
+        data["tenant"] = activity.tenant
+    if activity.source is not None:
+        data["source"] = activity.source
+    if activity.fingerprint is not None:
+        data["fingerprint"] = activity.fingerprint
     return data
 
 
@@ -75,20 +85,43 @@ def decode(raw: bytes | None) -> Activity:
             original_timestamp=_optional_time(data, "originalTimestamp"),
             sent_at=_optional_time(data, "sentAt"),
             trace_id=data.get("traceId"),
+            tenant=data.get("tenant", DEFAULT_TENANT),  # messages from before tenants: the default one
+            source=data.get("source"),
+            fingerprint=data.get("fingerprint"),
         )
     except (ValueError, TypeError, OverflowError) as exc:  # a time that does not parse, a wrong type
         raise InvalidActivity([FieldError("data", f"{type(exc).__name__}: {exc}")]) from exc
 
 
-def event_id_of(raw: bytes | None) -> str | None:
-    """The event id a message carries, if it is readable enough to tell (for dead-letter records)."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Whose event a message is, as far as it is readable (for the dead-letter record of one that is not)."""
+
+    event_id: str | None = None
+    tenant: str | None = None
+    user_id: str | None = None
+
+
+def identity_of(raw: bytes | None) -> Identity:
     try:
         envelope = orjson.loads(raw or b"")
     except orjson.JSONDecodeError:
-        return None
+        return Identity()
     data = envelope.get("data") if isinstance(envelope, dict) else None
-    event_id = data.get("id") if isinstance(data, dict) else None
-    return event_id if isinstance(event_id, str) and len(event_id) <= 256 else None
+    if not isinstance(data, dict):
+        return Identity()
+    return Identity(
+        _short(data.get("id")), _short(data.get("tenant", DEFAULT_TENANT)), _short(data.get("userId"))
+    )
+
+
+def event_id_of(raw: bytes | None) -> str | None:
+    """The event id a message carries, if it is readable enough to tell."""
+    return identity_of(raw).event_id
+
+
+def _short(value: object) -> str | None:
+    return value if isinstance(value, str) and len(value) <= 256 else None
 
 
 def _str(data: dict[str, Any], key: str) -> str:

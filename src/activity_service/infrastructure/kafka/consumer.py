@@ -19,7 +19,7 @@ from aiokafka.structs import ConsumerRecord
 
 from activity_service.domain.delivery import Received, Settled
 from activity_service.domain.ports import ProgressLog
-from activity_service.infrastructure.kafka.codec import decode, event_id_of
+from activity_service.infrastructure.kafka.codec import decode, identity_of
 from activity_service.infrastructure.kafka.progress import ProgressTracker
 from activity_service.infrastructure.observability.consumer import BatchTelemetry
 
@@ -179,6 +179,7 @@ def _received(record: Record) -> Received:
     try:
         activity = decode(record.value)
     except Exception as exc:  # decoding is deterministic: no retry can help, so it is dead-lettered
+        who = identity_of(record.value)
         return Received(
             record.topic,
             record.partition,
@@ -188,7 +189,9 @@ def _received(record: Record) -> Received:
             None,
             type(exc).__name__,
             str(exc),
-            event_id_of(record.value),
+            who.event_id,
+            who.tenant,
+            who.user_id,
         )
     return Received(record.topic, record.partition, record.offset, record.key, record.value, activity)
 

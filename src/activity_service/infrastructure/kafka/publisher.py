@@ -38,23 +38,34 @@ Headers = list[tuple[str, bytes]]
 class KafkaEventPublisher:
     """Publishes activities and returns only once the broker acknowledged all of them.
 
-    Bounds: at most ``max_in_flight`` events wait for an acknowledgment in this process, and at most as
-    many wait to be handed to the producer (events of requests that already gave up stay queued until
-    the broker takes them: while it is down they would pile up). More are refused at once with
-    Overloaded, so memory stays bounded. Each publish has a deadline (``timeout_seconds``) after which
-    the caller gets PublishUnavailable, never a silent success.
+    Bounds: at most ``max_in_flight`` events, and ``max_in_flight_bytes`` of them encoded, wait for an
+    acknowledgment in this process, and at most as many wait to be handed to the producer (events of
+    requests that already gave up stay queued until the broker takes them: while it is down they would
+    pile up). More are refused at once with Overloaded, so memory stays bounded: in bytes, since events
+    range from a hundred bytes to INGEST_MAX_EVENT_BYTES (a publisher holding nothing takes any one
+    request, so that no request can be too large to ever pass). Each publish has a deadline
+    (``timeout_seconds``) after which the caller gets PublishUnavailable, never a silent success.
     """
 
     def __init__(
-        self, producer: AIOKafkaProducer, topic: str, *, timeout_seconds: float, max_in_flight: int
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        timeout_seconds: float,
+        max_in_flight: int,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout = timeout_seconds
         self._max_in_flight = max_in_flight
+        self._max_in_flight_bytes = max_in_flight_bytes
         self._in_flight = 0
+        self._in_flight_bytes = 0
         self._unsent = 0
         """Events appended to a lane's batches and not yet handed to the producer."""
+        self._unsent_bytes = 0
         self._lanes: dict[int, _Lane] = {}
         metrics.EVENTS_IN_FLIGHT.set_function(lambda: self._in_flight)
 
@@ -62,14 +73,20 @@ class KafkaEventPublisher:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def in_flight_bytes(self) -> int:
+        return self._in_flight_bytes
+
     async def publish(self, activities: Sequence[Activity]) -> None:
         count = len(activities)
-        if max(self._in_flight, self._unsent) + count > self._max_in_flight:
+        records = [(a.user_id.encode(), encode(a)) for a in activities]  # their size decides admission
+        size = sum(len(key) + len(value) for key, value in records)
+        held, held_bytes = max(self._in_flight, self._unsent), max(self._in_flight_bytes, self._unsent_bytes)
+        if held + count > self._max_in_flight or (held and held_bytes + size > self._max_in_flight_bytes):
             metrics.EVENTS_UNAVAILABLE.labels("overloaded").inc(count)
-            raise Overloaded(
-                f"{max(self._in_flight, self._unsent)} events already await the event log", retry_after=1
-            )
+            raise Overloaded(f"{held} events ({held_bytes} bytes) already await the event log", retry_after=1)
         self._in_flight += count
+        self._in_flight_bytes += size
         started = time.perf_counter()
         try:
             if tracing_enabled():
@@ -77,18 +94,19 @@ class KafkaEventPublisher:
                     span.set_attributes(
                         {"messaging.destination.name": self._topic, "messaging.batch.message_count": count}
                     )
-                    await self._publish(activities, kafka_headers())
+                    await self._publish(records, size, kafka_headers())
             else:
-                await self._publish(activities, None)
+                await self._publish(records, size, None)
         except PublishUnavailable:
             metrics.EVENTS_UNAVAILABLE.labels("not_acknowledged").inc(count)
             raise
         finally:
             self._in_flight -= count
+            self._in_flight_bytes -= size
         metrics.PUBLISH_DURATION.observe(time.perf_counter() - started)
         metrics.EVENTS_ACCEPTED.inc(count)
 
-    async def _publish(self, activities: Sequence[Activity], headers: Headers | None) -> None:
+    async def _publish(self, records: list[tuple[bytes, bytes]], size: int, headers: Headers | None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         try:
@@ -100,15 +118,15 @@ class KafkaEventPublisher:
             raise PublishUnavailable(f"the event log refused the events: {exc}", retry_after=2) from exc
         batches: set[_Batch] = set()
         touched: set[_Lane] = set()
-        for activity in activities:
-            key = activity.user_id.encode()
+        for key, value in records:
             partition = partitions[_key_hash(key) % len(partitions)]
             lane = self._lanes.get(partition)
             if lane is None:
                 lane = self._lanes[partition] = _Lane(self, partition)
-            batches.add(lane.append(key, encode(activity), headers))
+            batches.add(lane.append(key, value, headers))
             touched.add(lane)
-        self._unsent += len(activities)
+        self._unsent += len(records)
+        self._unsent_bytes += size
         for lane in touched:
             lane.wake()
         _, pending = await asyncio.wait(
@@ -140,10 +158,12 @@ def _key_hash(key: bytes) -> int:
 class _Batch:
     """Records for one partition, and the future that settles when the broker acknowledged them."""
 
-    __slots__ = ("acknowledged", "builder")
+    __slots__ = ("acknowledged", "builder", "nbytes")
 
     def __init__(self, builder: BatchBuilder) -> None:
         self.builder = builder
+        self.nbytes = 0
+        """Keys and values appended, as the publisher counts them."""
         self.acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def settle(self, delivery: asyncio.Future[object]) -> None:
@@ -190,6 +210,7 @@ class _Lane:
             self.full.append(batch)
             batch = self.filling = _Batch(self.publisher._producer.create_batch())
             batch.builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+        batch.nbytes += len(key) + len(value)
         return batch
 
     def wake(self) -> None:
@@ -213,6 +234,7 @@ class _Lane:
                     continue
                 finally:
                     self.publisher._unsent -= batch.builder.record_count()
+                    self.publisher._unsent_bytes -= batch.nbytes
                 delivery.add_done_callback(batch.settle)
         finally:
             self.sender = None

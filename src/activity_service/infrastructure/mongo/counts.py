@@ -2,7 +2,8 @@
 on replica sets).
 
 One document per bucket and interval (collections ``counts_minute``, ``counts_hour``, ``counts_day``):
-``{_id, start, total, actions: {action: n}, seen: {"topic:partition": offset}}``. Storing an event and
+``{_id: "tenant/start", tenant, start, total, actions: {action: n}, seen: {"topic:partition": offset}}``.
+Storing an event and
 counting it are two writes, so a crash between them must neither lose nor double a count:
 
 - Each stored event keeps the log position it was stored from (``src``). A record counts when it stored
@@ -14,8 +15,14 @@ counting it are two writes, so a crash between them must neither lose nor double
 - A bucket is updated only if its ``seen`` is still what was read (optimistic concurrency): a second
   writer (a replay running beside the consumer) makes the first read again and recompute.
 
-Keys in ``actions`` and ``seen`` are escaped (``.``, ``$`` and ``%``), since both servers read those as
-paths or operators. Retention removes whole days: events first, then the buckets that lie before the cut.
+An erasure takes its events out of their buckets one by one (``take_out``): each bucket notes
+``gone.<erasure>.<event>`` so that no event is taken out twice, and takes out only an event it counted
+(one stored from a position it has ``seen``: an event stored but not yet counted when the consumer
+crashed is never counted, since its redelivery is suppressed). The notes go once the events are gone.
+
+Keys in ``actions``, ``seen`` and ``gone`` are escaped (``.``, ``$`` and ``%``), since both servers read
+those as paths or operators. Retention removes whole days: events first, then the buckets that lie before
+the cut.
 """
 
 from __future__ import annotations
@@ -27,16 +34,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.stats import BucketCount, CountQuery, Interval
-from activity_service.infrastructure.mongo.compat import ServerQuirks
-from activity_service.infrastructure.mongo.documents import Document
+from activity_service.infrastructure.mongo.compat import UPDATES_PER_COMMAND, ServerQuirks
+from activity_service.infrastructure.mongo.documents import SOURCE, Document
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class Counted:
 
 @dataclass(slots=True)
 class _Change:
+    tenant: str
     start: datetime
     total: int = 0
     actions: dict[str, int] = field(default_factory=dict)
@@ -67,7 +75,15 @@ class _Change:
 
 
 class MongoCountKeeper:
-    def __init__(self, activities: AsyncCollection[Document], quirks: ServerQuirks) -> None:
+    def __init__(
+        self,
+        activities: AsyncCollection[Document],
+        quirks: ServerQuirks,
+        *,
+        read_timeout_ms: int | None = None,
+    ) -> None:
+        """``read_timeout_ms``: every count read's maxTimeMS (the server stops it there: QueryTimedOut)."""
+        self._read_ms = read_timeout_ms
         self._activities = activities
         self._collections = {interval: activities.database[name] for interval, name in COLLECTIONS.items()}
         self._quirks = quirks
@@ -76,7 +92,9 @@ class MongoCountKeeper:
 
     async def ensure_indexes(self) -> None:
         for collection in self._collections.values():
-            await self._quirks.create_indexes(collection, [IndexModel([("start", ASCENDING)], name="start")])
+            await self._quirks.create_indexes(
+                collection, [IndexModel([("tenant", ASCENDING), ("start", ASCENDING)], name="tenant_start")]
+            )
 
     async def add(self, records: Sequence[Counted]) -> None:
         """Counts the records that stored their event, each exactly once (see the module's text)."""
@@ -125,6 +143,7 @@ class MongoCountKeeper:
         """Creates the bucket with this change; False when another writer created it first."""
         document = {
             "_id": key,
+            "tenant": change.tenant,
             "start": change.start,
             "total": change.total,
             "actions": {_escape(a): n for a, n in change.actions.items()},
@@ -143,6 +162,34 @@ class MongoCountKeeper:
         if len(self._seen) > CACHED_BUCKETS:
             self._seen.popitem(last=False)
 
+    async def take_out(self, erasure_id: str, documents: Sequence[Document]) -> set[tuple[Interval, str]]:
+        """Takes erased events (their stored documents: ``_id``, tenant, timestamp, action, ``src``) out of
+        every bucket that counted them, each once however often this runs; returns the buckets touched."""
+        touched: set[tuple[Interval, str]] = set()
+        for interval, collection in self._collections.items():
+            updates = []
+            for document in documents:
+                key = f"{document['tenant']}/{interval.floor(document['timestamp']).isoformat()}"
+                gone = f"gone.{erasure_id}.{_escape(document['_id'])}"
+                condition: dict[str, Any] = {"_id": key, gone: {"$exists": False}}
+                source = document.get(SOURCE)
+                if source is not None:  # counted only once its bucket has seen its position
+                    topic_partition, offset = source.rsplit(":", 1)
+                    condition[f"seen.{_escape(topic_partition)}"] = {"$gte": int(offset)}
+                action = f"actions.{_escape(document['action'])}"
+                updates.append(
+                    UpdateOne(condition, {"$inc": {"total": -1, action: -1}, "$set": {gone: True}})
+                )
+                touched.add((interval, key))
+            for start in range(0, len(updates), UPDATES_PER_COMMAND):
+                await collection.bulk_write(updates[start : start + UPDATES_PER_COMMAND], ordered=False)
+        return touched
+
+    async def forget_taken_out(self, erasure_id: str, buckets: Iterable[tuple[Interval, str]]) -> None:
+        """Drops an erasure's notes from the buckets once its events are deleted (none comes out again)."""
+        for interval, key in buckets:
+            await self._collections[interval].update_one({"_id": key}, {"$unset": {f"gone.{erasure_id}": ""}})
+
     async def forget_before(self, cutoff: datetime) -> None:
         """Removes the buckets that end at or before ``cutoff`` (whose events retention removed)."""
         for interval, collection in self._collections.items():
@@ -155,8 +202,12 @@ class MongoCountKeeper:
         collection = self._collections[query.interval]
         try:
             documents = await collection.find(
-                {"start": {"$gte": query.first, "$lt": query.after_last}}, projection={"seen": 0}
+                {"tenant": query.tenant, "start": {"$gte": query.first, "$lt": query.after_last}},
+                projection={"seen": 0, "gone": 0},
+                max_time_ms=self._read_ms,
             ).to_list()
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         buckets = []
@@ -172,6 +223,7 @@ class MongoCountKeeper:
     async def _count_events(self, query: CountQuery) -> list[BucketCount]:
         """One user's events counted along the (userId, timestamp) index: the counts are not kept per user."""
         criteria: dict[str, Any] = {
+            "tenant": query.tenant,
             "userId": query.user_id,
             "timestamp": {"$gte": query.first, "$lt": query.after_last},
         }
@@ -179,9 +231,14 @@ class MongoCountKeeper:
             criteria["action"] = {"$in": list(query.actions)}
         by_bucket: dict[datetime, dict[str, int]] = defaultdict(dict)
         try:
-            async for document in self._activities.find(criteria, projection={"timestamp": 1, "action": 1}):
+            found = self._activities.find(
+                criteria, projection={"timestamp": 1, "action": 1}, max_time_ms=self._read_ms
+            )
+            async for document in found:
                 actions = by_bucket[query.interval.floor(document["timestamp"])]
                 actions[document["action"]] = actions.get(document["action"], 0) + 1
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         return [BucketCount(start, sum(a.values()), a) for start, a in sorted(by_bucket.items())]
@@ -192,10 +249,10 @@ def _changes(records: Iterable[Counted]) -> dict[Interval, dict[str, _Change]]:
     for record in records:
         for interval in Interval:
             start = interval.floor(record.activity.timestamp)
-            key = start.isoformat()
+            key = f"{record.activity.tenant}/{start.isoformat()}"
             change = changes[interval].get(key)
             if change is None:
-                change = changes[interval][key] = _Change(start)
+                change = changes[interval][key] = _Change(record.activity.tenant, start)
             partition = None
             if record.position is not None:
                 partition = _escape(f"{record.position.topic}:{record.position.partition}")

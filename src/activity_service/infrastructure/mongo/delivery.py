@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, ConnectionFailure
 
+from activity_service.domain.activity import DEFAULT_TENANT, EventKey
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.infrastructure.mongo.compat import ServerQuirks
@@ -17,16 +19,28 @@ DUPLICATE_KEY = 11000
 
 
 class MongoDeadLetterLog:
-    """One document per dead-lettered message, ``_id`` = its source coordinates."""
+    """One document per dead-lettered message, ``_id`` = its source coordinates; ``tenant``, ``eventId`` and
+    ``userId`` when the message was readable enough to tell (records of before tenants have no tenant:
+    they are the default tenant's)."""
 
     def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
         self._collection = collection
         self._quirks = quirks
 
     async def ensure_indexes(self) -> None:
-        await self._quirks.create_indexes(
-            self._collection, [IndexModel([("eventId", ASCENDING)], name="eventId")]
+        await self._collection.update_many(
+            {"tenant": {"$exists": False}, "eventId": {"$ne": None}}, {"$set": {"tenant": DEFAULT_TENANT}}
         )
+        await self._quirks.create_indexes(
+            self._collection,
+            [
+                IndexModel([("tenant", ASCENDING), ("eventId", ASCENDING)], name="tenant_eventId"),
+                IndexModel([("tenant", ASCENDING), ("userId", ASCENDING)], name="tenant_userId"),
+            ],
+        )
+        existing = {index["name"] async for index in await self._collection.list_indexes()}
+        if "eventId" in existing:
+            await self._collection.drop_index("eventId")
 
     async def add(self, letter: DeadLetter) -> None:
         await self._collection.update_one(
@@ -34,6 +48,8 @@ class MongoDeadLetterLog:
             {
                 "$set": {
                     "eventId": letter.event_id,
+                    "tenant": letter.tenant,
+                    "userId": letter.user_id,
                     "errorType": letter.error_type,
                     "reason": letter.reason,
                     "at": letter.at,
@@ -42,16 +58,27 @@ class MongoDeadLetterLog:
             upsert=True,
         )
 
-    async def forget(self, event_ids: Sequence[str]) -> None:
-        if event_ids:
-            await self._collection.delete_many({"eventId": {"$in": list(event_ids)}})
+    async def forget(self, events: Sequence[EventKey]) -> None:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, event_id in events:
+            by_tenant.setdefault(tenant, []).append(event_id)
+        for tenant, ids in by_tenant.items():
+            await self._collection.delete_many({"tenant": tenant, "eventId": {"$in": ids}})
 
-    async def has_event(self, event_id: str) -> bool:
+    async def forget_user(self, tenant: str, user_id: str, before: datetime) -> int:
+        result = await self._collection.delete_many(
+            {"tenant": tenant, "userId": user_id, "at": {"$lt": before}}
+        )
+        return result.deleted_count
+
+    async def error_types(self, tenant: str, event_id: str) -> set[str]:
         try:
-            found = await self._collection.find_one({"eventId": event_id}, projection={"_id": 1})
+            found = self._collection.find(
+                {"tenant": tenant, "eventId": event_id}, projection={"errorType": 1}
+            )
+            return {document["errorType"] async for document in found}
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return found is not None
 
 
 class MongoProgressLog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.delivery import LogPosition
 
 Document = dict[str, Any]
@@ -13,11 +13,22 @@ SOURCE = "src"
 """Storage only: the log position (``topic:partition:offset``) the event was first stored from."""
 
 
+FINGERPRINT = "fp"
+
+
+def storage_id(tenant: str, event_id: str) -> str:
+    """``_id``: the event id, prefixed by its tenant unless the tenant is the default one (so events
+    stored before tenants keep theirs). Neither names nor ids hold a '/': no two events share one."""
+    return event_id if tenant == DEFAULT_TENANT else f"{tenant}/{event_id}"
+
+
 def to_document(activity: Activity, position: LogPosition | None = None) -> Document:
-    """The stored shape: ``_id`` is the event id (so storing is idempotent), times are BSON dates;
-    ``src`` is where in the log it was read from, when known (for exact counts: counts.py)."""
+    """The stored shape: ``_id`` is the tenant's event id (storage_id: so storing is idempotent per
+    tenant), times are BSON dates; ``src`` is where in the log it was read from, when known (for exact
+    counts: counts.py); ``fp`` the content fingerprint of a client-chosen id (for conflicts)."""
     document: Document = {
-        "_id": activity.id,
+        "_id": storage_id(activity.tenant, activity.id),
+        "tenant": activity.tenant,
         "userId": activity.user_id,
         "action": activity.action,
         "timestamp": activity.timestamp,
@@ -31,6 +42,10 @@ def to_document(activity: Activity, position: LogPosition | None = None) -> Docu
         document["sentAt"] = activity.sent_at
     if activity.trace_id is not None:
         document["traceId"] = activity.trace_id
+    if activity.source is not None:
+        document["source"] = activity.source
+    if activity.fingerprint is not None:
+        document[FINGERPRINT] = activity.fingerprint
     if position is not None:
         document[SOURCE] = str(position)
     return document
@@ -38,8 +53,13 @@ def to_document(activity: Activity, position: LogPosition | None = None) -> Docu
 
 def from_document(document: Mapping[str, Any]) -> Activity:
     """What was stored, as it was stored: no input rule is applied again (see Activity.restore)."""
+    tenant = document.get("tenant", DEFAULT_TENANT)
+    stored_id: str = document["_id"]
     return Activity.restore(
-        id=document["_id"],
+        id=stored_id if tenant == DEFAULT_TENANT else stored_id.removeprefix(f"{tenant}/"),
+        tenant=tenant,
+        source=document.get("source"),
+        fingerprint=document.get(FINGERPRINT),
         user_id=document["userId"],
         action=document["action"],
         timestamp=document["timestamp"],

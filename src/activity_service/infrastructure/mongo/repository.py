@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -17,42 +18,78 @@ from pymongo.errors import (
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
+    ExecutionTimeout,
     WriteError,
 )
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import DEFAULT_TENANT, Activity, EventKey
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.erasure import Erasure
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery, Position
 from activity_service.domain.stats import Interval
 from activity_service.infrastructure.mongo.compat import ServerQuirks
 from activity_service.infrastructure.mongo.counts import Counted, MongoCountKeeper
-from activity_service.infrastructure.mongo.documents import SOURCE, Document, from_document, to_document
+from activity_service.infrastructure.mongo.documents import (
+    FINGERPRINT,
+    SOURCE,
+    Document,
+    from_document,
+    storage_id,
+    to_document,
+)
 
 DUPLICATE_KEY = 11000
+ERASED = "erased"
+"""Storage only: the erasure whose pass is removing the document."""
+ERASE_CHUNK = 1000
 TTL_INDEX = "timestamp_ttl"
 SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
-# One index per filter, each ending in the sort keys so that filter + sort is one index range.
+# One index per filter, each leading with the tenant (every query is one tenant's) and ending in the sort
+# keys, so that tenant + filter + sort is one index range.
 INDEXES = [
-    IndexModel([("timestamp", DESCENDING), ("_id", DESCENDING)], name="timestamp_id"),
     IndexModel(
-        [("userId", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="userId_timestamp_id"
+        [("tenant", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="tenant_timestamp_id"
     ),
     IndexModel(
-        [("action", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="action_timestamp_id"
+        [("tenant", ASCENDING), ("userId", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
+        name="tenant_userId_timestamp_id",
+    ),
+    IndexModel(
+        [("tenant", ASCENDING), ("action", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
+        name="tenant_action_timestamp_id",
     ),
 ]
+# The indexes of before tenants: dropped once the tenant ones exist.
+RETIRED_INDEXES = ("timestamp_id", "userId_timestamp_id", "action_timestamp_id")
 
 
 class MongoActivityRepository:
-    def __init__(self, collection: AsyncCollection[Document], quirks: ServerQuirks) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        quirks: ServerQuirks,
+        *,
+        read_timeout_ms: int | None = None,
+    ) -> None:
+        """``read_timeout_ms``: every read's maxTimeMS (the server stops it there: QueryTimedOut)."""
         self._collection = collection
         self._quirks = quirks
-        self.counts = MongoCountKeeper(collection, quirks)
+        self._read_ms = read_timeout_ms
+        self.counts = MongoCountKeeper(collection, quirks, read_timeout_ms=read_timeout_ms)
 
     async def ensure_indexes(self) -> None:
+        """Also brings events stored before tenants into the default tenant (once: later starts find
+        none without a tenant), then drops the indexes they were read by."""
+        await self._collection.update_many(
+            {"tenant": {"$exists": False}}, {"$set": {"tenant": DEFAULT_TENANT}}
+        )
         await self._quirks.create_indexes(self._collection, INDEXES)
+        existing = {index["name"] async for index in await self._collection.list_indexes()}
+        for name in RETIRED_INDEXES:
+            if name in existing:
+                await self._collection.drop_index(name)
         await self.counts.ensure_indexes()
 
     async def apply_retention(self, days: int) -> bool:
@@ -64,6 +101,35 @@ class MongoActivityRepository:
         if TTL_INDEX in existing:
             await self._collection.drop_index(TTL_INDEX)
         return days == 0
+
+    async def erase(self, erasure: Erasure) -> int:
+        """Marks the covered events as this erasure's (``erased``), takes them out of the counts, then
+        deletes them: a pass cut short leaves its marks, and the next pass of the erasure finishes them
+        (the counts take out each event once: counts.take_out)."""
+        user = {"tenant": erasure.tenant, "userId": erasure.user_id}
+        await self._collection.update_many(
+            {**user, "receivedAt": {"$lt": erasure.requested_at}, ERASED: {"$exists": False}},
+            {"$set": {ERASED: erasure.id}},
+        )
+        marked = {**user, ERASED: erasure.id}
+        projection = {"tenant": 1, "timestamp": 1, "action": 1, SOURCE: 1}
+        touched: set[tuple[Interval, str]] = set()
+        removed = 0
+        while True:
+            # Each chunk read to its end before writing: FerretDB on SQLite blocks writes behind an open
+            # cursor of the same database.
+            chunk = await self._collection.find(
+                marked, projection=projection, limit=ERASE_CHUNK, batch_size=ERASE_CHUNK
+            ).to_list()
+            if not chunk:
+                break
+            touched |= await self.counts.take_out(erasure.id, chunk)
+            deleted = await self._collection.delete_many(
+                {**marked, "_id": {"$in": [d["_id"] for d in chunk]}}
+            )
+            removed += deleted.deleted_count
+        await self.counts.forget_taken_out(erasure.id, touched)
+        return removed
 
     async def purge_before(self, cutoff: datetime) -> int:
         cutoff = Interval.DAY.floor(cutoff)  # whole days, so whole count buckets go
@@ -84,13 +150,14 @@ class MongoActivityRepository:
         except DocumentTooLarge:
             # Raised before the server sees the batch, for all of it: find the culprit one by one (rare).
             verdicts = await self._add_one_by_one(documents)
-        await self._count(activities, where, verdicts)
-        rejected = {
-            str(documents[i]["_id"]): v for i, v in enumerate(verdicts) if v not in (_INSERTED, _DUPLICATE)
-        }
+        conflicts = await self._count(activities, where, verdicts)
+        rejected = {activities[i].key: v for i, v in enumerate(verdicts) if v not in (_INSERTED, _DUPLICATE)}
         inserted = verdicts.count(_INSERTED)
         return StoreOutcome(
-            inserted=inserted, duplicates=len(documents) - inserted - len(rejected), rejected=rejected
+            inserted=inserted,
+            duplicates=len(documents) - inserted - len(rejected),
+            rejected=rejected,
+            conflicts=conflicts,
         )
 
     async def _add_one_by_one(self, documents: Sequence[Document]) -> list[str]:
@@ -107,39 +174,50 @@ class MongoActivityRepository:
 
     async def _count(
         self, activities: Sequence[Activity], positions: Sequence[LogPosition | None], verdicts: Sequence[str]
-    ) -> None:
+    ) -> list[EventKey]:
         """Counts what this batch stored; a duplicate counts when this very record stored it earlier (its
-        first attempt, before a crash): the count keeper takes each record once, by its position."""
-        duplicates = [i for i, v in enumerate(verdicts) if v == _DUPLICATE and positions[i] is not None]
-        stored_by = await self._sources([activities[i].id for i in duplicates]) if duplicates else {}
-        records = []
+        first attempt, before a crash): the count keeper takes each record once, by its position. Returns
+        the duplicates whose content differs from the stored event's (conflicts: counted nothing)."""
+        looked_up = [
+            i
+            for i, v in enumerate(verdicts)
+            if v == _DUPLICATE and (positions[i] is not None or activities[i].fingerprint is not None)
+        ]
+        stored = await self._stored([storage_id(*activities[i].key) for i in looked_up]) if looked_up else {}
+        records, conflicts = [], []
         for i, verdict in enumerate(verdicts):
-            position = positions[i]
+            activity, position = activities[i], positions[i]
             if verdict == _INSERTED:
-                records.append(Counted(activities[i], position, stored_it=True))
-            elif verdict == _DUPLICATE and position is not None:
-                records.append(
-                    Counted(
-                        activities[i], position, stored_it=stored_by.get(activities[i].id) == str(position)
-                    )
-                )
+                records.append(Counted(activity, position, stored_it=True))
+            elif verdict == _DUPLICATE:
+                source, fingerprint = stored.get(storage_id(*activity.key), (None, None))
+                if activity.fingerprint is not None and fingerprint not in (None, activity.fingerprint):
+                    conflicts.append(activity.key)
+                elif position is not None:
+                    records.append(Counted(activity, position, stored_it=source == str(position)))
         await self.counts.add(records)
+        return conflicts
 
-    async def _sources(self, event_ids: Sequence[str]) -> dict[str, str | None]:
-        """Which log position stored each of these events."""
+    async def _stored(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Which log position stored each of these documents, and the fingerprint it was stored with."""
+        projection = {SOURCE: 1, FINGERPRINT: 1}
         if self._quirks.in_pushdown:
-            found = self._collection.find({"_id": {"$in": list(event_ids)}}, projection={SOURCE: 1})
-            return {d["_id"]: d.get(SOURCE) async for d in found}
-        sources = {}
-        for event_id in event_ids:  # FerretDB: only an equality on _id uses its index
-            document = await self._collection.find_one({"_id": event_id}, projection={SOURCE: 1})
+            found = self._collection.find({"_id": {"$in": list(ids)}}, projection=projection)
+            return {d["_id"]: (d.get(SOURCE), d.get(FINGERPRINT)) async for d in found}
+        stored = {}
+        for stored_id in ids:  # FerretDB: only an equality on _id uses its index
+            document = await self._collection.find_one({"_id": stored_id}, projection=projection)
             if document is not None:
-                sources[event_id] = document.get(SOURCE)
-        return sources
+                stored[stored_id] = (document.get(SOURCE), document.get(FINGERPRINT))
+        return stored
 
-    async def get(self, activity_id: str) -> Activity | None:
+    async def get(self, tenant: str, activity_id: str) -> Activity | None:
         try:
-            document = await self._collection.find_one({"_id": activity_id})
+            document = await self._collection.find_one(
+                {"_id": storage_id(tenant, activity_id)}, max_time_ms=self._read_ms
+            )
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
         return None if document is None else from_document(document)
@@ -148,24 +226,39 @@ class MongoActivityRepository:
         criteria = filter_for(query)
         # One row more than asked tells whether another page follows, without counting.
         cursor = self._collection.find(
-            keyset_filter(criteria, query.after), sort=SORT, skip=query.skip, limit=query.limit + 1
+            keyset_filter(criteria, query.after),
+            sort=SORT,
+            skip=query.skip,
+            limit=query.limit + 1,
+            max_time_ms=self._read_ms,
         )
         try:
             if query.count_total:
                 documents, total = await asyncio.gather(
-                    cursor.to_list(), self._collection.count_documents(criteria)
+                    cursor.to_list(), self._matches(criteria, query.count_limit)
                 )
             else:
                 documents, total = await cursor.to_list(), None
+        except ExecutionTimeout as exc:
+            raise QueryTimedOut(str(exc)) from exc
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
+        capped = total is not None and query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=[from_document(d) for d in documents[: query.limit]],
-            total=total,
+            total=query.count_limit if capped else total,
             page=query.page,
             limit=query.limit,
             has_more=len(documents) > query.limit,
+            total_capped=capped,
         )
+
+    async def _matches(self, criteria: Document, limit: int | None) -> int:
+        """Matches, counting one past ``limit`` at most (so that a capped total can be told)."""
+        options: dict[str, Any] = {} if limit is None else {"limit": limit + 1}
+        if self._read_ms is not None:
+            options["maxTimeMS"] = self._read_ms
+        return await self._collection.count_documents(criteria, None, **options)
 
     async def ping(self) -> None:
         await self._collection.database.command("ping")
@@ -192,7 +285,7 @@ def _verdicts_of(exc: BulkWriteError, count: int) -> list[str]:
 
 def filter_for(query: ActivityQuery) -> Document:
     """Only typed values go into the filter (strings, times), so no query operator can be smuggled in."""
-    criteria: Document = {}
+    criteria: Document = {"tenant": query.tenant}
     if query.user_id is not None:
         criteria["userId"] = query.user_id
     if len(query.actions) == 1:
@@ -222,5 +315,8 @@ def keyset_filter(criteria: Document, position: Position | None) -> Document:
     return {
         **criteria,
         "timestamp": bounds,
-        "$or": [{"timestamp": {"$lt": position.timestamp}}, {"_id": {"$lt": position.id}}],
+        "$or": [
+            {"timestamp": {"$lt": position.timestamp}},
+            {"_id": {"$lt": storage_id(criteria["tenant"], position.id)}},
+        ],
     }

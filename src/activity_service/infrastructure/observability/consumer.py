@@ -74,12 +74,16 @@ class ConsumerMetrics:
         metrics.CONSUMER_WRITE_DURATION.observe(seconds)
         metrics.EVENTS_PERSISTED.inc(outcome.inserted)
         metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
+        metrics.EVENTS_CONFLICTING.inc(len(outcome.conflicts))
 
     def dead_lettered(self, error_type: str) -> None:
         metrics.EVENTS_DEAD_LETTERED.labels(error_type).inc()
 
     def retried(self, operation: str) -> None:
         metrics.CONSUMER_RETRIES.labels(operation).inc()
+
+    def suppressed(self, count: int) -> None:
+        metrics.EVENTS_SUPPRESSED.inc(count)
 
 
 def lag(partition: int, records_behind: int) -> None:

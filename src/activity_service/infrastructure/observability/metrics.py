@@ -58,6 +58,15 @@ EVENTS_DUPLICATE = Counter(
     "activity_consumer_events_duplicate_total",
     "Events found already stored (redeliveries, retries, replays).",
 )
+EVENTS_CONFLICTING = Counter(
+    "activity_consumer_events_conflicting_total",
+    "Resends of a tenant's event id with other content than the stored event's (dead-lettered, reason "
+    "Conflict; the API refuses with 409 those it can tell itself).",
+)
+EVENTS_SUPPRESSED = Counter(
+    "activity_consumer_events_suppressed_total",
+    "Events not stored because an erasure of their user covers them.",
+)
 EVENTS_DEAD_LETTERED = Counter(
     "activity_consumer_events_dead_lettered_total",
     "Messages sent to the dead-letter topic, by reason.",

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
+from activity_service.domain.activity import EventKey
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.infrastructure.postgres.repository import UNAVAILABLE
 
 
 class PostgresDeadLetterLog:
-    """One row per dead-lettered message, keyed by its source coordinates."""
+    """One row per dead-lettered message, keyed by its source coordinates; found by (tenant, event_id)
+    and, for an erasure, by (tenant, user_id)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -20,33 +23,52 @@ class PostgresDeadLetterLog:
     async def add(self, letter: DeadLetter) -> None:
         async with self._pool.acquire() as connection:
             await connection.execute(
-                "INSERT INTO dead_letters (source, event_id, error_type, reason, at)"
-                " VALUES ($1, $2, $3, $4, $5)"
+                "INSERT INTO dead_letters (source, event_id, error_type, reason, at, tenant, user_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 " ON CONFLICT (source) DO UPDATE SET event_id = EXCLUDED.event_id,"
-                " error_type = EXCLUDED.error_type, reason = EXCLUDED.reason, at = EXCLUDED.at",
+                " error_type = EXCLUDED.error_type, reason = EXCLUDED.reason, at = EXCLUDED.at,"
+                " tenant = EXCLUDED.tenant, user_id = EXCLUDED.user_id",
                 letter.source,
                 letter.event_id,
                 letter.error_type,
                 letter.reason,
                 letter.at,
+                letter.tenant,
+                letter.user_id,
             )
 
-    async def forget(self, event_ids: Sequence[str]) -> None:
-        if event_ids:
+    async def forget(self, events: Sequence[EventKey]) -> None:
+        if events:
+            tenants, ids = zip(*events, strict=True)
             async with self._pool.acquire() as connection:
                 await connection.execute(
-                    "DELETE FROM dead_letters WHERE event_id = ANY($1::text[])", list(event_ids)
+                    "DELETE FROM dead_letters"
+                    " WHERE (tenant, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                    list(tenants),
+                    list(ids),
                 )
 
-    async def has_event(self, event_id: str) -> bool:
+    async def forget_user(self, tenant: str, user_id: str, before: datetime) -> int:
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "DELETE FROM dead_letters WHERE tenant = $1 AND user_id = $2 AND at < $3",
+                tenant,
+                user_id,
+                before,
+            )
+        return int(status.split()[-1])  # "DELETE <count>"
+
+    async def error_types(self, tenant: str, event_id: str) -> set[str]:
         try:
             async with self._pool.acquire() as connection:
-                found = await connection.fetchval(
-                    "SELECT 1 FROM dead_letters WHERE event_id = $1 LIMIT 1", event_id
+                rows = await connection.fetch(
+                    "SELECT DISTINCT error_type FROM dead_letters WHERE tenant = $1 AND event_id = $2",
+                    tenant,
+                    event_id,
                 )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return found is not None
+        return {r["error_type"] for r in rows}
 
 
 class PostgresProgressLog:

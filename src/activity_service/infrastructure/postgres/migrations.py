@@ -87,6 +87,65 @@ MIGRATIONS = (
         ON CONFLICT (granularity, bucket, action) DO NOTHING;
         """,
     ),
+    Migration(
+        3,
+        "tenants, content fingerprints and erasures",
+        """
+        -- Everything stored before tenants belongs to the default one. A constant default makes adding
+        -- the column a catalogue change, not a rewrite of the table.
+        ALTER TABLE activities
+            ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT 'default',
+            ADD COLUMN IF NOT EXISTS source text,
+            ADD COLUMN IF NOT EXISTS fingerprint text;
+        -- An event id is unique within its tenant only.
+        ALTER TABLE activities
+            DROP CONSTRAINT IF EXISTS activities_pkey,
+            ADD CONSTRAINT activities_pkey PRIMARY KEY (tenant, id);
+        -- Every read is one tenant's: each index leads with it. The user index also serves an erasure
+        -- (tenant, user, then received_at filtered along it: nearly every row it reads is removed).
+        DROP INDEX IF EXISTS activities_timestamp_id;
+        DROP INDEX IF EXISTS activities_user_timestamp_id;
+        DROP INDEX IF EXISTS activities_action_timestamp_id;
+        CREATE INDEX IF NOT EXISTS activities_tenant_timestamp_id
+            ON activities (tenant, "timestamp" DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS activities_tenant_user_timestamp_id
+            ON activities (tenant, user_id, "timestamp" DESC, id DESC);
+        CREATE INDEX IF NOT EXISTS activities_tenant_action_timestamp_id
+            ON activities (tenant, action, "timestamp" DESC, id DESC);
+
+        ALTER TABLE activity_counts ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT 'default';
+        ALTER TABLE activity_counts
+            DROP CONSTRAINT IF EXISTS activity_counts_pkey,
+            ADD CONSTRAINT activity_counts_pkey PRIMARY KEY (tenant, granularity, bucket, action);
+
+        -- Unreadable messages may name no tenant nor user; those that named an event were the default
+        -- tenant's (there was no other).
+        ALTER TABLE dead_letters
+            ADD COLUMN IF NOT EXISTS tenant text,
+            ADD COLUMN IF NOT EXISTS user_id text;
+        UPDATE dead_letters SET tenant = 'default' WHERE tenant IS NULL AND event_id IS NOT NULL;
+        DROP INDEX IF EXISTS dead_letters_event_id;
+        CREATE INDEX IF NOT EXISTS dead_letters_tenant_event_id ON dead_letters (tenant, event_id);
+        CREATE INDEX IF NOT EXISTS dead_letters_tenant_user_id ON dead_letters (tenant, user_id);
+
+        CREATE TABLE IF NOT EXISTS erasures (
+            id text PRIMARY KEY,
+            tenant text NOT NULL,
+            user_id text NOT NULL,
+            requested_at timestamptz(3) NOT NULL,
+            status text NOT NULL CHECK (status IN ('pending', 'running', 'done')),
+            removed bigint NOT NULL DEFAULT 0,
+            finished_at timestamptz(3),
+            generation integer NOT NULL DEFAULT 0,
+            lease_until timestamptz(3)
+        );
+        -- What every consumer batch asks (the latest request per user): an index-only read.
+        CREATE INDEX IF NOT EXISTS erasures_tenant_user_requested
+            ON erasures (tenant, user_id, requested_at);
+        -- Erasures are kept for good; a claim reads only those not done, oldest first.
+        CREATE INDEX IF NOT EXISTS erasures_open ON erasures (requested_at) WHERE status <> 'done';
+        """,
+    ),
 )
 
 

@@ -1,7 +1,9 @@
-"""ActivityRepository on PostgreSQL: idempotent inserts by primary key, keyset pages as row-value ranges.
+"""ActivityRepository on PostgreSQL: idempotent inserts by primary key (tenant, id), keyset pages as
+row-value ranges.
 
-Every list query is one range of the index made for its filter, read in index order: ``("timestamp", id)
-< ($t, $i)`` continues a walk where the last page ended, so page 10,000 costs what page 1 costs.
+Every list query is one range of the index made for its filter (each leads with the tenant), read in
+index order: ``("timestamp", id) < ($t, $i)`` continues a walk where the last page ended, so page 10,000
+costs what page 1 costs.
 """
 
 from __future__ import annotations
@@ -12,43 +14,15 @@ from typing import Any
 
 import asyncpg
 
-from activity_service.domain.activity import Activity
+from activity_service.domain.activity import Activity, EventKey
 from activity_service.domain.delivery import LogPosition
-from activity_service.domain.errors import StoreUnavailable
+from activity_service.domain.erasure import Erasure
+from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery
-from activity_service.infrastructure.postgres.rows import COLUMNS, SELECT, TYPES, columns_of, from_row
+from activity_service.infrastructure.postgres.rows import SELECT, from_row
+from activity_service.infrastructure.postgres.writes import ERASE, PURGE, TENANTS, insert
 
-# The counts per minute, hour and day move in the same statement as the events they count (one
-# transaction): only rows really inserted are counted, and a redelivered batch counts nothing twice.
-# Count rows are locked in key order, so concurrent consumers cannot deadlock on them.
-GRANULARITIES = "(VALUES ('minute'), ('hour'), ('day')) AS g (granularity)"
-INSERT = (
-    "WITH inserted AS ("
-    f" INSERT INTO activities ({', '.join(COLUMNS)})"
-    f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
-    ' ON CONFLICT (id) DO NOTHING RETURNING id, action, "timestamp"'
-    "), counted AS ("
-    " INSERT INTO activity_counts (granularity, bucket, action, total)"
-    " SELECT g.granularity, date_trunc(g.granularity, i.\"timestamp\", 'UTC'), i.action, count(*)"
-    f" FROM inserted i CROSS JOIN {GRANULARITIES} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (granularity, bucket, action) DO UPDATE SET total = activity_counts.total + EXCLUDED.total"
-    ") SELECT id FROM inserted"
-)
-# Removing events takes their counts away in the same statement.
-PURGE = (
-    "WITH gone AS ("
-    " DELETE FROM activities WHERE id IN ("
-    '  SELECT id FROM activities WHERE "timestamp" < $1 ORDER BY "timestamp" LIMIT $2)'
-    ' RETURNING action, "timestamp"'
-    "), uncounted AS ("
-    " UPDATE activity_counts c SET total = c.total - d.n FROM ("
-    "  SELECT g.granularity, date_trunc(g.granularity, x.\"timestamp\", 'UTC') AS bucket, x.action,"
-    "   count(*) AS n"
-    f"  FROM gone x CROSS JOIN {GRANULARITIES} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3) d"
-    " WHERE c.granularity = d.granularity AND c.bucket = d.bucket AND c.action = d.action"
-    ") SELECT count(*) FROM gone"
-)
 ORDER = 'ORDER BY "timestamp" DESC, id DESC'
 PURGE_BATCH = 10_000
 
@@ -64,9 +38,16 @@ UNAVAILABLE = (
 )
 
 
+# A read past its time limit: asyncpg's own timeout (it cancels the statement on the server), or the
+# server's statement_timeout when one is set for the role.
+READ_TIMED_OUT = (TimeoutError, asyncpg.QueryCanceledError)
+
+
 class PostgresActivityRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, read_timeout_ms: int | None = None) -> None:
+        """``read_timeout_ms``: every read, at most (asyncpg cancels it on the server then: QueryTimedOut)."""
         self._pool = pool
+        self._read_s = None if read_timeout_ms is None else read_timeout_ms / 1000
 
     async def add_many(
         self, activities: Sequence[Activity], positions: Sequence[LogPosition] | None = None
@@ -74,63 +55,83 @@ class PostgresActivityRepository:
         """Events and their counts in one statement: exact without positions (a transaction is all)."""
         try:
             async with self._pool.acquire() as connection:
-                inserted = await connection.fetch(INSERT, *columns_of(activities))
+                inserted, conflicts = await insert(connection, activities)
         except asyncpg.DataError:
             # A value this database cannot hold (e.g. a \\u0000 inside a jsonb string) fails the whole
             # statement: find which, one by one (rare), and refuse only those.
             return await self._add_one_by_one(activities)
-        return StoreOutcome(inserted=len(inserted), duplicates=len(activities) - len(inserted))
+        return StoreOutcome(inserted=inserted, duplicates=len(activities) - inserted, conflicts=conflicts)
 
     async def _add_one_by_one(self, activities: Sequence[Activity]) -> StoreOutcome:
-        inserted = duplicates = 0
-        rejected: dict[str, str] = {}
+        inserted = 0
+        rejected: dict[EventKey, str] = {}
+        conflicts: list[EventKey] = []
         async with self._pool.acquire() as connection:
             for activity in activities:
                 try:
-                    rows = await connection.fetch(INSERT, *columns_of([activity]))
+                    one, conflicting = await insert(connection, [activity])
                 except asyncpg.DataError as exc:
-                    rejected[activity.id] = f"{type(exc).__name__}: {exc}"[:500]
+                    rejected[activity.key] = f"{type(exc).__name__}: {exc}"[:500]
                     continue
-                inserted += len(rows)
-                duplicates += 1 - len(rows)
-        return StoreOutcome(inserted=inserted, duplicates=duplicates, rejected=rejected)
+                inserted += one
+                conflicts += conflicting
+        return StoreOutcome(
+            inserted=inserted,
+            duplicates=len(activities) - inserted - len(rejected),
+            rejected=rejected,
+            conflicts=conflicts,
+        )
 
-    async def get(self, activity_id: str) -> Activity | None:
-        row = await self._fetchrow(f"SELECT {SELECT} FROM activities WHERE id = $1", activity_id)
+    async def get(self, tenant: str, activity_id: str) -> Activity | None:
+        row = await self._fetchrow(
+            f"SELECT {SELECT} FROM activities WHERE tenant = $1 AND id = $2", tenant, activity_id
+        )
         return None if row is None else from_row(row)
+
+    async def erase(self, erasure: Erasure) -> int:
+        """One statement (so one transaction): the events and their counts go together."""
+        async with self._pool.acquire() as connection:
+            return int(
+                await connection.fetchval(ERASE, erasure.tenant, erasure.user_id, erasure.requested_at)
+            )
 
     async def find(self, query: ActivityQuery) -> ActivityPage:
         where, args = conditions(query)
         page_sql, page_args = page_query(query, where, args)
         try:
-            async with self._pool.acquire() as connection:
-                rows = await connection.fetch(page_sql, *page_args)
+            async with self._pool.acquire(timeout=self._read_s) as connection:
+                rows = await connection.fetch(page_sql, *page_args, timeout=self._read_s)
                 total = None
                 if query.count_total:
-                    count_where = " AND ".join(where) or "TRUE"
-                    total = await connection.fetchval(
-                        f"SELECT count(*) FROM activities WHERE {count_where}", *args
-                    )
+                    count_sql, count_args = count_query(where, args, query.count_limit)
+                    total = await connection.fetchval(count_sql, *count_args, timeout=self._read_s)
+        except READ_TIMED_OUT as exc:
+            raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
+        capped = total is not None and query.count_limit is not None and total > query.count_limit
         return ActivityPage(
             items=[from_row(r) for r in rows[: query.limit]],
-            total=total,
+            total=query.count_limit if capped else total,
             page=query.page,
             limit=query.limit,
             has_more=len(rows) > query.limit,
+            total_capped=capped,
         )
 
     async def purge_before(self, cutoff: datetime) -> int:
-        """In batches along the timestamp index, so that no statement holds many locks for long."""
+        """Tenant by tenant, in batches along its time index, so that no statement holds many locks for
+        long."""
         deleted = 0
         async with self._pool.acquire() as connection:
-            while True:
-                count = int(await connection.fetchval(PURGE, cutoff, PURGE_BATCH))
-                deleted += count
-                if count < PURGE_BATCH:
-                    await connection.execute("DELETE FROM activity_counts WHERE total <= 0")
-                    return deleted
+            for tenant in [r["tenant"] for r in await connection.fetch(TENANTS)]:
+                while True:
+                    count = int(await connection.fetchval(PURGE, tenant, cutoff, PURGE_BATCH))
+                    deleted += count
+                    if count < PURGE_BATCH:
+                        break
+            await connection.execute("DELETE FROM activity_counts WHERE total <= 0")
+        return deleted
 
     async def ping(self) -> None:
         async with self._pool.acquire() as connection:
@@ -138,16 +139,31 @@ class PostgresActivityRepository:
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         try:
-            async with self._pool.acquire() as connection:
-                return await connection.fetchrow(sql, *args)
+            async with self._pool.acquire(timeout=self._read_s) as connection:
+                return await connection.fetchrow(sql, *args, timeout=self._read_s)
+        except READ_TIMED_OUT as exc:
+            raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
 
 
+def count_query(where: list[str], args: list[Any], limit: int | None) -> tuple[str, list[Any]]:
+    """The matches, counted up to one past ``limit`` at most (so that a capped total can be told)."""
+    clause = " AND ".join(where) or "TRUE"
+    if limit is None:
+        return f"SELECT count(*) FROM activities WHERE {clause}", list(args)
+    counted = [*args, limit + 1]
+    return (
+        f"SELECT count(*) FROM (SELECT 1 FROM activities WHERE {clause} LIMIT ${len(counted)}) AS matches",
+        counted,
+    )
+
+
 def conditions(query: ActivityQuery) -> tuple[list[str], list[Any]]:
-    """The filters as SQL conditions with numbered parameters: values are only ever parameters."""
-    where: list[str] = []
-    args: list[Any] = []
+    """The filters as SQL conditions with numbered parameters (values are only ever parameters), the
+    tenant's first: every read is one tenant's."""
+    where: list[str] = ["tenant = $1"]
+    args: list[Any] = [query.tenant]
 
     def param(value: Any) -> str:
         args.append(value)

@@ -1,4 +1,5 @@
-"""How an activity is kept in PostgreSQL: one row per event, snake_case columns, jsonb metadata."""
+"""How an activity is kept in PostgreSQL: one row per event keyed by (tenant, id), snake_case columns,
+jsonb metadata."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncpg
 from activity_service.domain.activity import Activity
 
 COLUMNS = (
+    "tenant",
     "id",
     "user_id",
     "action",
@@ -20,8 +22,11 @@ COLUMNS = (
     "original_timestamp",
     "sent_at",
     "trace_id",
+    "source",
+    "fingerprint",
 )
 TYPES = (
+    "text",
     "text",
     "text",
     "text",
@@ -32,6 +37,8 @@ TYPES = (
     "timestamptz",
     "timestamptz",
     "text",
+    "text",
+    "text",
 )
 SELECT = ", ".join(COLUMNS)
 
@@ -39,6 +46,7 @@ SELECT = ", ".join(COLUMNS)
 def columns_of(activities: Sequence[Activity]) -> list[list[Any]]:
     """The batch as one list per column (what ``unnest`` takes: one round trip for any batch size)."""
     return [
+        [a.tenant for a in activities],
         [a.id for a in activities],
         [a.user_id for a in activities],
         [a.action for a in activities],
@@ -49,12 +57,15 @@ def columns_of(activities: Sequence[Activity]) -> list[list[Any]]:
         [a.original_timestamp for a in activities],
         [a.sent_at for a in activities],
         [a.trace_id for a in activities],
+        [a.source for a in activities],
+        [a.fingerprint for a in activities],
     ]
 
 
 def from_row(row: asyncpg.Record) -> Activity:
     """What was stored, as it was stored: no input rule is applied again (see Activity.restore)."""
     return Activity.restore(
+        tenant=row["tenant"],
         id=row["id"],
         user_id=row["user_id"],
         action=row["action"],
@@ -65,4 +76,6 @@ def from_row(row: asyncpg.Record) -> Activity:
         original_timestamp=row["original_timestamp"],
         sent_at=row["sent_at"],
         trace_id=row["trace_id"],
+        source=row["source"],
+        fingerprint=row["fingerprint"],
     )

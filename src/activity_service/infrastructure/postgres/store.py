@@ -1,4 +1,5 @@
-"""The PostgreSQL store: activities, dead letters and progress in one database, one pool per process."""
+"""The PostgreSQL store: activities, their counts, dead letters, progress and erasures in one database, one
+pool per process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import orjson
 
 from activity_service.infrastructure.postgres.counts import PostgresActivityCounts
 from activity_service.infrastructure.postgres.delivery import PostgresDeadLetterLog, PostgresProgressLog
+from activity_service.infrastructure.postgres.erasures import PostgresErasureLog
 from activity_service.infrastructure.postgres.migrations import migrate
 from activity_service.infrastructure.postgres.repository import PostgresActivityRepository
 from activity_service.infrastructure.settings import PostgresSettings
@@ -33,9 +35,16 @@ def _dumps(value: Any) -> str:
 
 
 @asynccontextmanager
-async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store]:
-    """Connects, brings the schema up to date (migrations.py), and closes the pool on the way out."""
+async def open_postgres_store(
+    settings: PostgresSettings, *, read_timeout_ms: int | None = None, ping_timeout_ms: int = 2000
+) -> AsyncIterator[Store]:
+    """Connects, brings the schema up to date (migrations.py), and closes the pool on the way out.
+
+    ``read_timeout_ms`` bounds every read of activities. Readiness pings over a pool of its own (one
+    connection, made when first needed, ``ping_timeout_ms``), so that reads holding every connection of
+    the main pool cannot make the process look unready."""
     timeout = settings.timeout_ms / 1000
+    ping_timeout = ping_timeout_ms / 1000
     pool = await asyncpg.create_pool(
         settings.dsn.get_secret_value(),
         min_size=1,
@@ -45,6 +54,19 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
         init=_prepare,
         server_settings={"application_name": "activity-service"},
     )
+    pinger = await asyncpg.create_pool(
+        settings.dsn.get_secret_value(),
+        min_size=0,
+        max_size=1,
+        timeout=ping_timeout,
+        command_timeout=ping_timeout,
+        server_settings={"application_name": "activity-service-readiness"},
+    )
+
+    async def ping() -> None:
+        async with pinger.acquire(timeout=ping_timeout) as connection:
+            await connection.fetchval("SELECT 1")
+
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
@@ -52,7 +74,7 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
         server = f"PostgreSQL {version}"
         where = f"database {connection_database(settings)}"
         log.info("store: %s, %s", server, where)
-        activities = PostgresActivityRepository(pool)
+        activities = PostgresActivityRepository(pool, read_timeout_ms=read_timeout_ms)
 
         async def keep_everything(days: int) -> bool:
             return days == 0  # no TTL in PostgreSQL: the consumer purges (in batches along the index)
@@ -62,13 +84,15 @@ async def open_postgres_store(settings: PostgresSettings) -> AsyncIterator[Store
             server=server,
             where=where,
             activities=activities,
-            counts=PostgresActivityCounts(pool),
+            counts=PostgresActivityCounts(pool, read_timeout_ms=read_timeout_ms),
             dead_letters=PostgresDeadLetterLog(pool),
             progress=PostgresProgressLog(pool),
-            ping=activities.ping,
+            erasures=PostgresErasureLog(pool),
+            ping=ping,
             apply_retention=keep_everything,
         )
     finally:
+        await pinger.close()
         await pool.close()
 
 

@@ -15,8 +15,8 @@ from activity_service.bootstrap import ServiceProvider
 from activity_service.infrastructure.observability.tracing import tracing_enabled
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
-from activity_service.interfaces.http import docs, problems
-from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
+from activity_service.interfaces.http import docs, explorer, problems
+from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, ReadGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
     install_metrics_route,
@@ -50,7 +50,10 @@ def create_app(
     app starts, and the rate limit the settings describe. Tests and the bench pass their own ``services``
     (use cases over other adapters) and ``rate_limiter`` (none: no limit) through the same door."""
     settings = settings if settings is not None else Settings()
-    security = HttpSecurity.from_settings(settings.auth, settings.api)  # refuses an open API by mistake
+    # Refuses an open API by mistake, and the keys shipped in the repository outside development.
+    security = HttpSecurity.from_settings(
+        settings.auth, settings.api, development=settings.app_env == "development"
+    )
     if services is None:
         if rate_limiter is not None:
             raise TypeError("create_app: pass rate_limiter only with services (else the settings decide)")
@@ -79,7 +82,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.security = security
-    app.state.streams = Streams(settings.stream.max_clients, settings.stream.heartbeat_seconds)
+    app.state.streams = Streams(
+        settings.stream.max_clients, settings.stream.heartbeat_seconds, settings.stream.max_seconds
+    )
     routes = RouteTable()  # filled once every route is declared, below
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()
@@ -107,6 +112,11 @@ def create_app(
             max_loop_lag=ingest.max_loop_lag_seconds,
             accept_queue=accept_queue,
             max_accept_queue=ingest.max_accept_queue,
+            max_body_bytes=ingest.max_body_bytes_in_progress,
+        ),
+        # reads in progress (503 beyond QUERY_MAX_CONCURRENT)
+        Middleware(
+            ReadGuard, max_concurrent=settings.query.max_concurrent, exclude={"/api/activities/stream"}
         ),
         Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
     ]
@@ -117,6 +127,7 @@ def create_app(
         app.include_router(router)
         routes.load(router.routes)
     docs.install(app, protect=security.protect_docs)
+    explorer.install(app)  # open: a static page; its data calls send the key (explorer/__init__.py)
     if settings.metrics_enabled:
         install_metrics_route(app, protect=security.protect_metrics)
     routes.load(app.router.routes)  # the ones declared on the app itself (docs, metrics)

@@ -2,7 +2,8 @@
 JSON (415) and within its size limit (413).
 
 A declared Content-Length over the limit is refused without reading a byte of the body; a chunked body
-is read only up to the limit. Pure ASGI, so it costs next to nothing on the hot path.
+is read only up to the limit. The guard reads the body itself, before the request takes a processing
+slot, and hands it on in one message. Pure ASGI, so it costs next to nothing on the hot path.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import asyncio
 import socket
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.interfaces.http.problems import problem
+from activity_service.interfaces.http.route_table import route_path
 
 
 def is_json(content_type: str) -> bool:
@@ -88,70 +90,104 @@ class IngestGuard:
         max_loop_lag: float = 0.25,
         accept_queue: AcceptQueue | None = None,
         max_accept_queue: int = 64,
+        max_body_bytes: int = 16 * 1024 * 1024,
     ) -> None:
-        """``limits``: the largest body, in bytes, that a POST to each path may carry. An ingest request
-        is refused with 503 at once, before its body is read, while ``max_concurrent`` of them are in
-        progress, while the event loop runs more than ``max_loop_lag`` seconds late, or while more than
-        ``max_accept_queue`` connections wait to be accepted: overload is refused promptly (a refusal
-        costs a fraction of an acceptance, so the queue drains) instead of queueing behind a busy CPU."""
+        """``limits``: the largest body, in bytes, that a POST to each (routed) path may carry. An ingest
+        request is refused with 503 at once, before its body is read, while ``max_concurrent`` of them
+        are being processed, while the event loop runs more than ``max_loop_lag`` seconds late, while
+        more than ``max_accept_queue`` connections wait to be accepted, or while the bodies of the ingest
+        requests alive would pass ``max_body_bytes`` with this one (its declared length; its limit when
+        chunked): overload is refused promptly (a refusal costs a fraction of an acceptance, so the queue
+        drains) instead of queueing behind a busy CPU, and what bodies cost in memory is bounded in bytes.
+
+        A request takes one of the ``max_concurrent`` slots only once its body is in: a client that sends
+        its body slowly holds a socket (for at most API_BODY_TIMEOUT_SECONDS, see connections.py) and its
+        share of ``max_body_bytes``, never a slot, so slow bodies do not block other clients' POSTs."""
         self.app = app
         self.limits = dict(limits)
         self.max_concurrent = max_concurrent
         self.max_loop_lag = max_loop_lag
         self.accept_queue = accept_queue if accept_queue is not None else AcceptQueue()
         self.max_accept_queue = max_accept_queue
+        self.max_body_bytes = max_body_bytes
         self.in_progress = 0
+        self.body_bytes = 0
+        """Bytes reserved by the bodies of the ingest requests alive (being read or processed)."""
         self.lag = LoopLag()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = (
-            self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        )
+        post = scope["type"] == "http" and scope["method"] == "POST"
+        limit = self.limits.get(route_path(scope)) if post else None
         if limit is None:
             await self.app(scope, receive, send)
             return
         self.lag.start()
-        if (
-            self.in_progress >= self.max_concurrent
-            or self.lag.seconds > self.max_loop_lag
-            or self.accept_queue.length() > self.max_accept_queue
-        ):
-            busy = problem(
-                503, "The API is over capacity; nothing was accepted.", headers={"Retry-After": "1"}
-            )
-            await busy(scope, receive, send)
+        if self._busy():
+            await _BUSY(scope, receive, send)
             return
-        self.in_progress += 1
-        try:
-            await self._guarded(scope, receive, send, limit)
-        finally:
-            self.in_progress -= 1
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         headers = Headers(scope=scope)
         if not is_json(headers.get("content-type", "")):
             response = problem(415, "Send the body as JSON, with Content-Type: application/json.")
             await response(scope, receive, send)
             return
         declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit() or int(declared) > limit:
-                await _too_large(limit)(scope, receive, send)
-                return
-            await self.app(scope, receive, send)  # the HTTP server holds the client to its Content-Length
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(limit)(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            if len(body) > limit:
+        reserved = limit if declared is None else int(declared)
+        if self.body_bytes and self.body_bytes + reserved > self.max_body_bytes:
+            await _BUSY(scope, receive, send)
+            return
+        self.body_bytes += reserved
+        try:
+            try:
+                body = await _read(receive, limit)
+            except _Gone:
+                return  # the client went away (or its body deadline passed) before sending it all
+            if body is None:
                 await _too_large(limit)(scope, receive, send)
                 return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
+            if self.in_progress >= self.max_concurrent:
+                await _BUSY(scope, receive, send)
+                return
+            self.in_progress += 1
+            try:
+                await self.app(scope, _replay(body, receive), send)
+            finally:
+                self.in_progress -= 1
+        finally:
+            self.body_bytes -= reserved
+
+    def _busy(self) -> bool:
+        return (
+            self.in_progress >= self.max_concurrent
+            or self.lag.seconds > self.max_loop_lag
+            or self.accept_queue.length() > self.max_accept_queue
+        )
+
+
+_BUSY = problem(503, "The API is over capacity; nothing was accepted.", headers={"Retry-After": "1"})
+
+
+class _Gone(Exception):
+    """The client went away while its body was read."""
+
+
+async def _read(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit``; raises _Gone if the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> ASGIApp:
@@ -169,3 +205,46 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class ReadGuard:
+    """At most ``max_concurrent`` reads (GET and HEAD under /api) in progress in this process; more are
+    answered 503 with Retry-After at once, so that a burst of costly reads queues in no database pool
+    and leaves it to ingest and readiness. Pure ASGI, on the routed path."""
+
+    def __init__(
+        self, app: ASGIApp, max_concurrent: int, prefix: str = "/api/", exclude: Collection[str] = ()
+    ) -> None:
+        """``exclude``: routed paths that are not one read but a long-lived answer with bounds of their
+        own (the live tail's Server-Sent Events: STREAM_*)."""
+        self.app = app
+        self.max_concurrent = max_concurrent
+        self.prefix = prefix
+        self.exclude = frozenset(exclude)
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or not path.startswith(self.prefix)
+            or path in self.exclude
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.max_concurrent:
+            await _READS_BUSY(scope, receive, send)
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+
+_READS_BUSY = problem(
+    503,
+    "As many reads as this API process runs at once are in progress; retry shortly.",
+    headers={"Retry-After": "1"},
+)

@@ -13,13 +13,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from activity_service.application.erase_users import ErasureNotFound
 from activity_service.application.record_batch import BatchTooLarge, InvalidBatch
+from activity_service.application.resends import ConflictingResend
 from activity_service.domain.errors import (
     ActivityNotFound,
     DomainError,
     FieldError,
     InvalidActivity,
     PublishUnavailable,
+    QueryTimedOut,
     StoreUnavailable,
 )
 from activity_service.domain.feed import FeedUnavailable
@@ -74,6 +77,19 @@ def install(app: FastAPI, routes: RouteTable) -> None:
     async def _not_found(_: Request, exc: ActivityNotFound) -> JSONResponse:
         return problem(404, f"No activity with id {exc.activity_id!r} is stored.")
 
+    @app.exception_handler(ErasureNotFound)
+    async def _no_erasure(_: Request, exc: ErasureNotFound) -> JSONResponse:
+        return problem(404, f"No erasure with id {exc.erasure_id!r} was requested.")
+
+    @app.exception_handler(ConflictingResend)
+    async def _conflict(_: Request, exc: ConflictingResend) -> JSONResponse:
+        return problem(
+            409,
+            "This event id was accepted before with other content; a resend must carry the same content "
+            "(or use a new id).",
+            errors=[FieldError("id", "was accepted before with other content")],
+        )
+
     @app.exception_handler(PublishUnavailable)
     async def _unavailable(_: Request, exc: PublishUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc.reason)
@@ -90,6 +106,16 @@ def install(app: FastAPI, routes: RouteTable) -> None:
         log.warning("answering 503: %s", exc)
         return problem(
             503, "The event log cannot be read right now; retry later.", headers={"Retry-After": "2"}
+        )
+
+    @app.exception_handler(QueryTimedOut)
+    async def _query_timed_out(_: Request, exc: QueryTimedOut) -> JSONResponse:
+        log.warning("answering 503: a read ran past QUERY_TIMEOUT_MS: %s", exc)
+        return problem(
+            503,
+            "The query took longer than this API allows (QUERY_TIMEOUT_MS) and was stopped. Narrow the "
+            "filters (userId, action, a time range), page with a cursor, or retry later.",
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(StoreUnavailable)

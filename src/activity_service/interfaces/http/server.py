@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from activity_service.infrastructure.settings import Settings
+from activity_service.interfaces.http.connections import BoundedHttpToolsProtocol
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
-def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
+def serve(
+    app: FastAPI,
+    settings: Settings,
+    host: str,
+    port: int,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+) -> int:
     """Serve ``app`` until SIGTERM or SIGINT; the process's exit status. ``app`` is ``create_app(...)``:
-    the service's own, or one built with other services (the bench's ceilings)."""
+    the service's own, or one built with other services (the bench's ceilings). ``on_server`` is handed
+    the server before it runs (until uvicorn takes the signals, the caller's handlers stop it)."""
     import uvicorn
 
     # Requests that wait for Kafka's acknowledgment live long enough to reach the older GC generations,
@@ -31,8 +44,17 @@ def serve(app: FastAPI, settings: Settings, host: str, port: int) -> int:
         proxy_headers=False,  # the client address comes from the socket, never from a header
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Deadlines for reading each request and a bound on its headers (connections.py).
+        http=BoundedHttpToolsProtocol.with_limits(
+            head_timeout=settings.api.header_timeout_seconds,
+            body_timeout=settings.api.body_timeout_seconds,
+            max_head_bytes=settings.api.max_header_bytes,
+        ),
+        timeout_keep_alive=settings.api.keep_alive_seconds,
     )
     server = uvicorn.Server(config)
+    if on_server is not None:
+        on_server(server)
     # Bound here rather than by uvicorn so that the ingest guard can watch its accept queue.
     listening = config.bind_socket()
     app.state.accept_queue.watch(listening)

@@ -3,7 +3,9 @@
 - First ``event: ready`` with the ``id`` to resume from if nothing arrives (``data: {}``);
 - then per activity ``id: <cursor>``, ``event: accepted``, ``data: <the list's item shape>``;
 - a ``: heartbeat`` comment after every ``STREAM_HEARTBEAT_SECONDS`` without an event;
-- a final ``event: overflow`` (``data: {"detail"}``) when the client fell too far behind, then the end.
+- a final ``event: overflow`` (``data: {"detail"}``) when the client fell too far behind, then the end;
+- the end, without a word, ``STREAM_MAX_SECONDS`` after it began (when set): the client reconnects with
+  ``Last-Event-ID`` (EventSource does so by itself), maybe to another API process.
 
 A reconnecting client sends ``Last-Event-ID`` (as EventSource does; a fetch() reader sets it): the stream
 resumes after that event, with no gap and no repeat. Each batch of events goes out in one write, and
@@ -67,28 +69,32 @@ class Frames:
         self._frames: OrderedDict[object, bytes] = OrderedDict()
         self._capacity = capacity
 
-    def of(self, entry: FeedEntry) -> bytes:
+    def of(self, entry: FeedEntry, addresses: bool) -> bytes:
+        """``addresses``: with ``ipAddress`` (the two renderings are kept apart)."""
         if entry.key is None:
-            return _frame(entry)
-        frame = self._frames.get(entry.key)
+            return _frame(entry, addresses)
+        key = (entry.key, addresses)
+        frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[entry.key] = _frame(entry)
+            frame = self._frames[key] = _frame(entry, addresses)
             if len(self._frames) > self._capacity:
                 self._frames.popitem(last=False)
         return frame
 
 
-def _frame(entry: FeedEntry) -> bytes:
-    data = orjson.dumps(activity_out(entry.activity))
+def _frame(entry: FeedEntry, addresses: bool) -> bytes:
+    data = orjson.dumps(activity_out(entry.activity, addresses=addresses))
     return b"id: " + encode_cursor(entry.cursor).encode() + b"\nevent: accepted\ndata: " + data + b"\n\n"
 
 
 class Streams:
     """How many streams are open in this process, against the bound (STREAM_MAX_CLIENTS)."""
 
-    def __init__(self, max_clients: int, heartbeat_seconds: float) -> None:
+    def __init__(self, max_clients: int, heartbeat_seconds: float, max_seconds: float = 0) -> None:
         self.max_clients = max_clients
         self.heartbeat_seconds = heartbeat_seconds
+        self.max_seconds = max_seconds
+        """A stream ends this long after it began (0: never); its client resumes with Last-Event-ID."""
         self.open = 0
         self.frames = Frames()
 
@@ -100,7 +106,10 @@ class EventStream(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, first: FeedBatch, batches: AsyncIterator[FeedBatch], streams: Streams) -> None:
+    def __init__(
+        self, first: FeedBatch, batches: AsyncIterator[FeedBatch], streams: Streams, *, addresses: bool
+    ) -> None:
+        self._addresses = addresses
         self._first = first
         self._batches = batches
         self._streams = streams
@@ -136,6 +145,8 @@ class EventStream(Response):
 
     async def _stream(self, send: Send) -> None:
         frames, heartbeat = self._streams.frames, self._streams.heartbeat_seconds
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self._streams.max_seconds if self._streams.max_seconds else None
         batches = aiter(self._batches)
         # One pending read of the feed at a time, never cancelled by a heartbeat (cancelling it would
         # break the generator it reads).
@@ -144,14 +155,20 @@ class EventStream(Response):
             ready = b"id: " + encode_cursor(self._first.cursor).encode() + b"\nevent: ready\ndata: {}\n\n"
             await _write(send, ready)
             while True:
+                left = None if ends is None else ends - loop.time()
+                if left is not None and left <= 0:
+                    break
                 if pending is None:
                     pending = asyncio.ensure_future(anext(batches))
-                done, _ = await asyncio.wait({pending}, timeout=heartbeat)
+                done, _ = await asyncio.wait(
+                    {pending}, timeout=heartbeat if left is None else min(heartbeat, left)
+                )
                 if not done:
-                    await _write(send, HEARTBEAT)
+                    if left is None or left > heartbeat:
+                        await _write(send, HEARTBEAT)
                     continue
                 batch, pending = pending.result(), None
-                await _write(send, b"".join(frames.of(entry) for entry in batch.entries))
+                await _write(send, b"".join(frames.of(entry, self._addresses) for entry in batch.entries))
         except FeedOverflow as exc:
             await _write(send, b"event: overflow\ndata: " + orjson.dumps({"detail": str(exc)}) + b"\n\n")
         except StopAsyncIteration:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
@@ -38,21 +39,36 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
             settings.kafka.consumer_group,
             services.store,
         )
-        purging = None
+        chores = [
+            asyncio.create_task(
+                _periodically(
+                    "erasures", services.erase.execute, settings.consumer.erasure_interval_seconds, stop
+                )
+            )
+        ]
         if services.purge is not None:
             log.info(
                 "the database cannot expire events itself: purging those older than %d days every %gs",
                 settings.retention.days,
                 settings.retention.purge_interval_seconds,
             )
-            purging = asyncio.create_task(_purge_periodically(services.purge, settings, stop))
+            chores.append(
+                asyncio.create_task(
+                    _periodically(
+                        "retention purge",
+                        _purging(services.purge, settings),
+                        settings.retention.purge_interval_seconds,
+                        stop,
+                    )
+                )
+            )
         try:
             await services.loop.run(stop)
         finally:
-            if purging is not None:
-                purging.cancel()
+            for chore in chores:
+                chore.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await purging
+                    await chore
     if metrics_server is not None:
         metrics_server.shutdown()
     log.info("consumer stopped cleanly")
@@ -74,17 +90,25 @@ def _serve_metrics(settings: Settings) -> WSGIServer | None:
     return server
 
 
-async def _purge_periodically(purge: PurgeExpiredActivities, settings: Settings, stop: asyncio.Event) -> None:
+def _purging(purge: PurgeExpiredActivities, settings: Settings) -> Callable[[], Awaitable[object]]:
+    async def purge_once() -> None:
+        deleted = await purge.execute()
+        log.info("retention: purged %d events older than %d days", deleted, settings.retention.days)
+
+    return purge_once
+
+
+async def _periodically(
+    what: str, chore: Callable[[], Awaitable[object]], interval: float, stop: asyncio.Event
+) -> None:
+    """Beside consuming: a failed run is retried at the next interval, and consuming goes on."""
     while not stop.is_set():
         try:
-            deleted = await purge.execute()
-            log.info("retention: purged %d events older than %d days", deleted, settings.retention.days)
-        except Exception as exc:  # a failed purge is retried at the next interval; consuming goes on
-            log.warning(
-                "retention purge failed, retrying in %gs: %s", settings.retention.purge_interval_seconds, exc
-            )
+            await chore()
+        except Exception as exc:
+            log.warning("%s failed, retrying in %gs: %s: %s", what, interval, type(exc).__name__, exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.retention.purge_interval_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 def _log_batch(report: Settled) -> None:

@@ -41,8 +41,8 @@ async def replay(
             expired_before=retention_cutoff(datetime.now(UTC), settings.retention.days),
             on_progress=progress,
         )
-    for event_id, reason in list(report.rejected.items())[:20]:
-        print(f"[{label}] refused by the database: {event_id}: {reason}", file=sys.stderr)
+    for (tenant, event_id), reason in list(report.rejected.items())[:20]:
+        print(f"[{label}] refused by the database: {tenant}/{event_id}: {reason}", file=sys.stderr)
     for reason in report.unreadable[:20]:
         print(f"[{label}] unreadable: {reason}", file=sys.stderr)
     print(f"[{label}] done in {time.monotonic() - began:.1f}s: {report.summary()}", flush=True)

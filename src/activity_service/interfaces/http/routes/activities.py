@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -9,8 +10,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.domain.times import to_iso
-from activity_service.infrastructure.observability.tracing import current_trace_id
-from activity_service.interfaces.http.dependencies import Services, client_address
+from activity_service.interfaces.http.callers import sender_of, shows_addresses, tenant_of
+from activity_service.interfaces.http.dependencies import Services
 from activity_service.interfaces.http.observability import rejected_events
 from activity_service.interfaces.http.schemas.common import Problem
 from activity_service.interfaces.http.schemas.ingest import (
@@ -31,20 +32,24 @@ from activity_service.interfaces.http.schemas.reads import (
 )
 from activity_service.interfaces.http.schemas.stats import StatsOut, StatsParams, stats_body
 from activity_service.interfaces.http.security.throttle import budget_of
+from activity_service.interfaces.http.strict_json import StrictJsonRoute
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry-After."}
 
 # Every route here needs a key, activities:read to GET and activities:write to POST, and spends one
 # rate-limit token: the ApiGate middleware sees to it before a route runs (security/gate.py).
+# What every route under /api may answer before it runs (the ApiGate: security/gate.py).
+GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
+    403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
+    429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
+}
 router = APIRouter(
     prefix="/api/activities",
     tags=["activities"],
-    responses={
-        401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
-        403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
-        429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
-    },
+    route_class=StrictJsonRoute,  # bodies are strict JSON: UTF-8, no NaN, no duplicate key (strict_json.py)
+    responses=GATE_RESPONSES,
 )
 
 
@@ -80,7 +85,7 @@ async def record_activity(
     """Validates the activity, publishes it to Kafka keyed by `userId`, and answers 202 only once the
     broker acknowledged it. The consumer stores it shortly after; `Location` points to where it will be."""
     activity = await services.record_activity.execute(
-        body.to_draft(client_address(request), _idempotent_id(body, idempotency_key), current_trace_id())
+        body.to_draft(sender_of(request), _idempotent_id(body, idempotency_key))
     )
     response.headers["Location"] = f"/api/activities/{activity.id}"
     return Accepted(id=activity.id)
@@ -115,9 +120,9 @@ async def record_batch(
     RATE_LIMIT_BURST is a 413."""
     response.headers.update(await budget_of(request).spend(len(body.activities), prepaid=1))
     max_bytes = request.app.state.settings.ingest.max_event_bytes
-    address, trace = client_address(request), current_trace_id()
+    sender = sender_of(request)
     result = await services.record_batch.execute(
-        [parse_item(raw, address, max_bytes, trace) for raw in body.activities]
+        [parse_item(raw, sender, max_bytes) for raw in body.activities]
     )
     rejected_events(request, result.rejected)
     return batch_body(result)
@@ -131,7 +136,7 @@ async def record_batch(
     responses={400: PROBLEM, 503: UNAVAILABLE},
 )
 async def list_activities(
-    params: Annotated[ListParams, Query()], response: Response, services: Services
+    params: Annotated[ListParams, Query()], request: Request, response: Response, services: Services
 ) -> dict[str, Any]:
     """Newest `timestamp` first (ties by id). Two pagination modes:
 
@@ -143,11 +148,10 @@ async def list_activities(
       it was returned for.
 
     `freshUntil` (and the `X-Data-Fresh-Until` header): every event received before it is stored."""
-    query = params.to_query()
+    query = params.to_query(tenant_of(request))
     listing = await services.list_activities.execute(query)
-    if listing.fresh_until is not None:
-        response.headers["X-Data-Fresh-Until"] = to_iso(listing.fresh_until)
-    return listing_body(listing, query, cursor_mode=params.cursor_mode)
+    fresh_until_header(response, listing.fresh_until)
+    return listing_body(listing, query, cursor_mode=params.cursor_mode, addresses=shows_addresses(request))
 
 
 @router.get(
@@ -158,7 +162,7 @@ async def list_activities(
     responses={400: PROBLEM, 503: UNAVAILABLE},
 )
 async def activity_stats(
-    params: Annotated[StatsParams, Query()], response: Response, services: Services
+    params: Annotated[StatsParams, Query()], request: Request, response: Response, services: Services
 ) -> dict[str, Any]:
     """Exact counts of stored activities per `interval` (UTC `minute`, `hour` or `day`), every bucket from
     the one holding `startDate` to the one holding `endDate` (at most 1,000), the empty ones included.
@@ -166,10 +170,9 @@ async def activity_stats(
     The counts are kept as events are stored (not computed by scanning them), so the cost follows the
     number of buckets, not of events; with `userId` the user's events in the range are counted along
     their index. `freshUntil`: every event received before it is counted."""
-    query = params.to_query()
+    query = params.to_query(tenant_of(request))
     counts = await services.count_activities.execute(query)
-    if counts.fresh_until is not None:
-        response.headers["X-Data-Fresh-Until"] = to_iso(counts.fresh_until)
+    fresh_until_header(response, counts.fresh_until)
     return stats_body(counts, query)
 
 
@@ -179,9 +182,17 @@ async def activity_stats(
     summary="Get one activity",
     responses={404: PROBLEM, 503: UNAVAILABLE},
 )
-async def get_activity(activity_id: str, services: Services) -> dict[str, Any]:
-    """The stored activity; 404 until the consumer has stored it (or when no such id was accepted)."""
-    return activity_out(await services.get_activity.execute(activity_id))
+async def get_activity(activity_id: str, request: Request, services: Services) -> dict[str, Any]:
+    """The stored activity of the key's tenant; 404 until the consumer has stored it (or when no such id
+    was accepted, or it is another tenant's)."""
+    activity = await services.get_activity.execute(tenant_of(request), activity_id)
+    return activity_out(activity, addresses=shows_addresses(request))
+
+
+def fresh_until_header(response: Response, fresh_until: datetime | None) -> None:
+    """X-Data-Fresh-Until: every event received before it is stored (and counted)."""
+    if fresh_until is not None:
+        response.headers["X-Data-Fresh-Until"] = to_iso(fresh_until)
 
 
 def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:
@@ -200,8 +211,9 @@ def _idempotent_id(body: ActivityIn, header: str | None) -> str | None:
     summary="Delivery status of one event",
     responses={503: UNAVAILABLE},
 )
-async def event_status(activity_id: str, services: Services) -> dict[str, Any]:
-    """Whether an accepted event is stored yet: `persisted`, `dead_lettered`, `pending` or `unknown`."""
-    report = await services.get_event_status.execute(activity_id)
+async def event_status(activity_id: str, request: Request, services: Services) -> dict[str, Any]:
+    """Whether an accepted event is stored yet: `persisted`, `conflict` (the id came again with other
+    content, which was not stored), `dead_lettered`, `pending` or `unknown` (also another tenant's)."""
+    report = await services.get_event_status.execute(tenant_of(request), activity_id)
     fresh_until = None if report.fresh_until is None else to_iso(report.fresh_until)
     return {"id": report.id, "status": report.status.value, "freshUntil": fresh_until}

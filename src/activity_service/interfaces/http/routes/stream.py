@@ -9,15 +9,25 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
 from activity_service.domain.feed import FeedFilter
+from activity_service.interfaces.http.callers import shows_addresses, tenant_of
 from activity_service.interfaces.http.dependencies import Services
 from activity_service.interfaces.http.problems import problem
-from activity_service.interfaces.http.schemas.common import Problem
+from activity_service.interfaces.http.routes.activities import GATE_RESPONSES, PROBLEM
 from activity_service.interfaces.http.stream import EventStream, Streams, decode_cursor
 
-PROBLEM: dict[str, Any] = {"model": Problem, "content": {"application/problem+json": {}}}
-
 # Included before the activities router: "/stream" must not be read as an activity id.
-router = APIRouter(prefix="/api/activities", tags=["activities"])
+router = APIRouter(prefix="/api/activities", tags=["activities"], responses=GATE_RESPONSES)
+# One event as a client's parser sees it (OpenAPI 3.0/3.1 have no itemSchema: tools take this schema
+# per event). `data` is JSON: {} for ready, the list's item for accepted, {"detail"} for overflow.
+EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["ready", "accepted", "overflow"]},
+        "id": {"type": "string", "description": "Send it back as Last-Event-ID to resume after this event."},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 class StreamParams(BaseModel):
@@ -41,7 +51,7 @@ class StreamParams(BaseModel):
             "description": "`text/event-stream`: `event: ready` (with the id to resume from), then one "
             "`event: accepted` per activity, `data:` in the list's item shape; `: heartbeat` comments; a "
             "final `event: overflow` when the client fell too far behind.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": EVENT}},
         },
         400: {**PROBLEM, "description": "A filter or the Last-Event-ID is not valid."},
         503: {
@@ -73,6 +83,7 @@ async def stream_activities(
             headers={"Retry-After": "5"},
         )
     resume = decode_cursor(last_event_id) if last_event_id else None
-    batches = services.follow_activities.execute(FeedFilter(params.userId, tuple(params.action)), resume)
+    only = FeedFilter(params.userId, tuple(params.action), tenant=tenant_of(request))
+    batches = services.follow_activities.execute(only, resume)
     first = await anext(aiter(batches))  # where it starts: fails here (503) when the log cannot be read
-    return EventStream(first, batches, streams)
+    return EventStream(first, batches, streams, addresses=shows_addresses(request))

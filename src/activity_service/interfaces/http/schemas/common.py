@@ -12,8 +12,18 @@ from activity_service.domain.errors import FieldError
 
 
 def iso_string(value: object) -> object:
-    """Times come as ISO-8601 strings only; a bare number is ambiguous (seconds? milliseconds?)."""
-    if not isinstance(value, str):
+    """Times come as ISO-8601 strings with a date and a time (``2026-11-26T10:00:00Z``, an offset or
+    none, fractions optional) only. A number, or a string of digits, is ambiguous (seconds?
+    milliseconds?), and a bare date is not an instant: the parser behind would take both. Checked by
+    position rather than with a regular expression: this runs for every time of every event."""
+    if (
+        not isinstance(value, str)
+        or len(value) < 16
+        or value[4] != "-"
+        or value[7] != "-"
+        or value[10] not in "Tt "
+        or value[13] != ":"
+    ):
         raise ValueError("must be an ISO-8601 date-time string, e.g. 2026-11-26T10:00:00Z")
     return value
 
@@ -76,5 +86,8 @@ def field_errors(raw: Sequence[Any]) -> list[FieldError]:
         message = str(error.get("msg", "is invalid"))
         if error.get("type") == "extra_forbidden":
             message = "is not a known field"
+        elif error.get("type") == "json_invalid":  # the body as a whole: its location is a byte offset
+            path = ""
+            message = f"is not valid JSON: {error.get('ctx', {}).get('error', 'unreadable')}"
         errors.append(FieldError(path or "body", message))
     return errors

@@ -16,6 +16,7 @@ from activity_service.application.record_batch import BatchResult
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
 from activity_service.domain.errors import FieldError
 from activity_service.domain.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
+from activity_service.interfaces.http.callers import Sender
 from activity_service.interfaces.http.schemas.common import (
     EXAMPLE_ID,
     FieldProblem,
@@ -63,9 +64,7 @@ class ActivityIn(BaseModel):
         description="Client-chosen event id. Sending the same id again stores nothing new (idempotency).",
     )
 
-    def to_draft(
-        self, ip_address: str | None, event_id: str | None = None, trace_id: str | None = None
-    ) -> ActivityDraft:
+    def to_draft(self, sender: Sender, event_id: str | None = None) -> ActivityDraft:
         return ActivityDraft(
             user_id=self.userId,
             action=self.action,
@@ -73,8 +72,10 @@ class ActivityIn(BaseModel):
             sent_at=self.sentAt,
             metadata=self.metadata,
             id=event_id if event_id is not None else self.id,
-            ip_address=ip_address,
-            trace_id=trace_id,
+            ip_address=sender.ip_address,
+            trace_id=sender.trace_id,
+            tenant=sender.tenant,
+            source=sender.source,
         )
 
 
@@ -106,9 +107,7 @@ class BatchIn(BaseModel):
 _ITEM = TypeAdapter(ActivityIn)
 
 
-def parse_item(
-    raw: object, ip_address: str | None, max_bytes: int, trace_id: str | None = None
-) -> ActivityDraft | list[FieldError]:
+def parse_item(raw: object, sender: Sender, max_bytes: int) -> ActivityDraft | list[FieldError]:
     """One batch item as a draft, or the errors that make it unusable."""
     try:
         size = len(orjson.dumps(raw))
@@ -117,7 +116,7 @@ def parse_item(
     if size > max_bytes:
         return [FieldError("", f"is {size} bytes; an activity may be at most {max_bytes} bytes")]
     try:
-        return _ITEM.validate_python(raw).to_draft(ip_address, trace_id=trace_id)
+        return _ITEM.validate_python(raw).to_draft(sender)
     except ValidationError as exc:
         return field_errors(exc.errors())
 

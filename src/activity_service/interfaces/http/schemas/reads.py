@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from activity_service.application.get_event_status import EventStatus
 from activity_service.application.list_activities import Listing
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
 from activity_service.domain.errors import FieldError
@@ -25,7 +26,10 @@ class ActivityOut(BaseModel):
     action: str
     timestamp: str = Field(description="Effective event time, ISO-8601 UTC.")
     metadata: dict[str, Any]
-    ipAddress: str | None
+    ipAddress: str | None = Field(
+        description="The client's address as IP_ADDRESS_MODE kept it; null when none was kept, and for keys "
+        "without activities:read-pii when PII_READ_SCOPE_REQUIRED=true."
+    )
     receivedAt: str = Field(description="When the API received it, ISO-8601 UTC.")
     originalTimestamp: str | None = Field(
         default=None, description="The client's own `timestamp`, present when it was corrected with `sentAt`."
@@ -34,18 +38,19 @@ class ActivityOut(BaseModel):
     traceId: str | None = Field(
         default=None, description="Trace id of the request that carried it, when tracing was on."
     )
+    source: str | None = Field(default=None, description="The name of the API key that sent it.")
 
 
-def activity_out(activity: Activity) -> dict[str, Any]:
+def activity_out(activity: Activity, *, addresses: bool = True) -> dict[str, Any]:
     """An activity as the read endpoints answer it (ActivityOut): times ISO-8601 UTC with milliseconds,
-    the optional fields only when they hold something."""
+    the optional fields only when they hold something; ``ipAddress`` null unless ``addresses``."""
     out: dict[str, Any] = {
         "id": activity.id,
         "userId": activity.user_id,
         "action": activity.action,
         "timestamp": to_iso(activity.timestamp),
         "metadata": activity.metadata,
-        "ipAddress": activity.ip_address,
+        "ipAddress": activity.ip_address if addresses else None,
         "receivedAt": to_iso(activity.received_at),
     }
     if activity.original_timestamp is not None:
@@ -54,6 +59,8 @@ def activity_out(activity: Activity) -> dict[str, Any]:
         out["sentAt"] = to_iso(activity.sent_at)
     if activity.trace_id is not None:
         out["traceId"] = activity.trace_id
+    if activity.source is not None:
+        out["source"] = activity.source
     return out
 
 
@@ -74,6 +81,7 @@ class ActivityList(BaseModel):
                         }
                     ],
                     "total": 1,
+                    "totalCapped": False,
                     "page": 1,
                     "limit": 10,
                     "totalPages": 1,
@@ -93,7 +101,13 @@ class ActivityList(BaseModel):
     data: list[ActivityOut]
     total: int | None = Field(
         default=None,
-        description="Matches in all. Page mode: always. Cursor mode: only with includeTotal=true.",
+        description="Matches in all, counted up to QUERY_MAX_COUNT (10,000 by default; see totalCapped). "
+        "Page mode: always. Cursor mode: only with includeTotal=true.",
+    )
+    totalCapped: bool | None = Field(
+        default=None,
+        description="Present with `total`: true when counting stopped at QUERY_MAX_COUNT, so that there "
+        "are at least `total` matches (and `totalPages` counts only those); false when `total` is exact.",
     )
     page: int | None = Field(default=None, description="Page mode only.")
     limit: int
@@ -136,9 +150,11 @@ class ListParams(BaseModel):
     def cursor_mode(self) -> bool:
         return self.cursor is not None
 
-    def to_query(self) -> ActivityQuery:
-        """Raises InvalidQuery when the bounds are crossed or the cursor does not fit these filters."""
+    def to_query(self, tenant: str) -> ActivityQuery:
+        """The tenant's activities these parameters ask for. Raises InvalidQuery when the bounds are
+        crossed or the cursor does not fit these filters (and this tenant)."""
         query = ActivityQuery(
+            tenant=tenant,
             user_id=self.userId,
             actions=tuple(self.action),
             start=bound(self.startDate, first=True),
@@ -170,20 +186,24 @@ class EventStatusOut(BaseModel):
     )
 
     id: str
-    status: Literal["persisted", "dead_lettered", "pending", "unknown"] = Field(
-        description="`persisted`: stored. `dead_lettered`: set aside as unstorable (see the DLQ). `pending`: "
-        "accepted and newer than what the consumer has stored so far. `unknown`: never accepted, or a "
-        "client-chosen id older than the stored data."
+    status: EventStatus = Field(
+        description="`persisted`: stored. `conflict`: the id came again with other content, which was not "
+        "stored (it is on the dead-letter topic; the first content stays). `dead_lettered`: set aside as "
+        "unstorable (see the DLQ). `pending`: accepted and newer than what the consumer has stored so far. "
+        "`unknown`: never accepted, another tenant's, erased, or a client-chosen id older than the stored "
+        "data."
     )
     freshUntil: str | None
 
 
-def listing_body(listing: Listing, query: ActivityQuery, *, cursor_mode: bool) -> dict[str, Any]:
+def listing_body(
+    listing: Listing, query: ActivityQuery, *, cursor_mode: bool, addresses: bool = True
+) -> dict[str, Any]:
     """The list answer: page mode keeps the original `{data, total, page, totalPages}`; cursor mode
     leaves out the page fields, and the total unless asked for."""
     page = listing.page
     body: dict[str, Any] = {
-        "data": [activity_out(a) for a in page.items],
+        "data": [activity_out(a, addresses=addresses) for a in page.items],
         "limit": page.limit,
         "nextCursor": None,
         "freshUntil": None if listing.fresh_until is None else to_iso(listing.fresh_until),
@@ -193,6 +213,7 @@ def listing_body(listing: Listing, query: ActivityQuery, *, cursor_mode: bool) -
         body["nextCursor"] = encode_cursor(position, query.fingerprint)
     if page.total is not None:
         body["total"] = page.total
+        body["totalCapped"] = page.total_capped
     if not cursor_mode:
         body["page"] = page.page
         body["totalPages"] = page.total_pages

@@ -33,10 +33,12 @@ class StatsParams(BaseModel):
         default=None, description="`action`: split each bucket by action."
     )
 
-    def to_query(self) -> CountQuery:
+    def to_query(self, tenant: str) -> CountQuery:
+        """The tenant's counts these parameters ask for."""
         start, end = bound(self.startDate, first=True), bound(self.endDate, first=False)
         assert start is not None and end is not None  # both are required
         return CountQuery(
+            tenant=tenant,
             interval=self.interval,
             start=start,
             end=end,

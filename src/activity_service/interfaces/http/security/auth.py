@@ -17,7 +17,7 @@ from fastapi.security import SecurityScopes
 from starlette.datastructures import Headers
 
 from activity_service.interfaces.http.dependencies import client_address
-from activity_service.interfaces.http.security.keys import READ, WRITE, Client
+from activity_service.interfaces.http.security.keys import ERASE, READ, WRITE, Client
 from activity_service.interfaces.http.security.policy import HttpSecurity, security_of
 
 REALM = 'Bearer realm="activity-service"'
@@ -27,7 +27,14 @@ SCHEMES = {
 }
 
 
-def required_scope(method: str) -> str:
+ERASURE_PATHS = ("/api/users/", "/api/erasures/")
+
+
+def required_scope(method: str, path: str = "") -> str:
+    """What a request to ``path`` (as routed) needs: erasing a user's data, and reading how an erasure
+    goes, need activities:erase; any other GET activities:read; anything else activities:write."""
+    if path.startswith(ERASURE_PATHS):
+        return ERASE
     return READ if method in ("GET", "HEAD") else WRITE
 
 

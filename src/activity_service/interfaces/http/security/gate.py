@@ -1,6 +1,14 @@
-"""The door to /api: authenticates and authorizes every request there and spends its rate-limit token,
+"""The door to the API: authenticates and authorizes every request and spends its rate-limit token,
 before the body is read or a route runs. Pure ASGI rather than FastAPI dependencies, which cost several
 times more per request on the hot path.
+
+Deny by default, decided on the path the router will route (``route_path``: without the ``root_path``
+the app is served or mounted under), so that what is checked is what is served. Only the paths in
+``OpenPaths`` pass without a key: liveness and readiness, the explorer page and the static files of it
+and of the Swagger UI, and /docs, /openapi.json and /metrics unless AUTH_PROTECT_DOCS /
+AUTH_PROTECT_METRICS ask for a key (any valid key then, and no rate-limit token). Every other path,
+known or not, needs a key holding the scope its method needs (activities:read to GET,
+activities:write otherwise) and spends a token.
 
 Every request spends at least one token here, so that even a body that turns out invalid is paid for.
 Routes listed in ``per_event_paths`` (the batch endpoint) spend the rest, one token per event beyond the
@@ -11,6 +19,8 @@ first, once they know how many events the body holds: the gate leaves the reques
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from enum import Enum
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
@@ -18,9 +28,46 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.interfaces.http.problems import problem
+from activity_service.interfaces.http.route_table import route_path
 from activity_service.interfaces.http.security.auth import check, required_scope
 from activity_service.interfaces.http.security.policy import HttpSecurity
 from activity_service.interfaces.http.security.throttle import Budget
+
+
+class Access(Enum):
+    OPEN = "no key"
+    ANY_KEY = "any valid key, no token"
+    SCOPED = "a key with the method's scope, and a token"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPaths:
+    """The paths that need less than a scoped key; every other one needs it."""
+
+    protect_docs: bool = False
+    protect_metrics: bool = False
+
+    ALWAYS = frozenset({"/health", "/health/ready", "/explorer"})
+    """Liveness, readiness, and the explorer page (static: it holds no data and no key; everything it
+    shows comes from /api, which asks for the key)."""
+    STATIC = ("/docs/static/", "/explorer/static/")
+    """Public files of the Swagger UI bundle and of the explorer: a browser fetches them without a key."""
+    DOCS = frozenset({"/docs", "/openapi.json"})
+    METRICS = "/metrics"
+
+    @classmethod
+    def of(cls, security: HttpSecurity) -> OpenPaths:
+        return cls(protect_docs=security.protect_docs, protect_metrics=security.protect_metrics)
+
+    def access(self, path: str) -> Access:
+        """``path`` as routed (see ``route_path``)."""
+        if path in self.ALWAYS or path.startswith(self.STATIC):
+            return Access.OPEN
+        if path in self.DOCS:
+            return Access.ANY_KEY if self.protect_docs else Access.OPEN
+        if path == self.METRICS:
+            return Access.ANY_KEY if self.protect_metrics else Access.OPEN
+        return Access.SCOPED
 
 
 class ApiGate:
@@ -29,30 +76,38 @@ class ApiGate:
         app: ASGIApp,
         security: HttpSecurity,
         rate_limiter: TokenBuckets | None,
-        prefix: str = "/api/",
         per_event_paths: Collection[str] = (),
     ) -> None:
-        """``rate_limiter``: the clients' token buckets; None when requests are not limited."""
+        """``rate_limiter``: the clients' token buckets; None when requests are not limited.
+        ``per_event_paths``: routed paths whose route spends a token per event (the batch endpoint)."""
         self.app = app
         self.security = security
         self.rate_limiter = rate_limiter
-        self.prefix = prefix
+        self.open_paths = OpenPaths.of(security)
         self.per_event_paths = frozenset(per_event_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path.startswith(self.prefix) or path == self.prefix[:-1]):
+        if scope["type"] != "http":  # lifespan; no websocket route exists (the router closes those)
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        access = self.open_paths.access(path)
+        if access is Access.OPEN:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         try:
             peer = scope["client"][0] if scope.get("client") else None
             address = self.security.client_address(peer, headers)
-            client = check(self.security, headers, address, (required_scope(scope["method"]),))
-            budget = Budget(self.rate_limiter, client)
-            state = scope.setdefault("state", {})
-            state["client"], state["budget"] = client, budget
-            rate_headers = await budget.spend(1)
+            if access is Access.ANY_KEY:
+                check(self.security, headers, address, ())
+                rate_headers = {}
+            else:
+                client = check(self.security, headers, address, (required_scope(scope["method"], path),))
+                budget = Budget(self.rate_limiter, client)
+                state = scope.setdefault("state", {})
+                state["client"], state["budget"] = client, budget
+                rate_headers = await budget.spend(1)
         except HTTPException as exc:
             await problem(exc.status_code, str(exc.detail), headers=exc.headers)(scope, receive, send)
             return

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from activity_service.interfaces.http.route_table import route_path
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
-_ALWAYS = [
+ALWAYS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -25,13 +27,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = scope["path"].startswith(self.cacheable_prefix)
+        cacheable = route_path(scope).startswith(self.cacheable_prefix)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers += _ALWAYS
+                headers += ALWAYS
                 for name, value in _UNLESS_SET:
                     if name not in present and not (cacheable and name == b"cache-control"):
                         headers.append((name, value))

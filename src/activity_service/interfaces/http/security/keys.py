@@ -11,27 +11,35 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from activity_service.domain.activity import DEFAULT_TENANT
 from activity_service.infrastructure.settings import ApiKey
 
 WRITE = "activities:write"
 READ = "activities:read"
-ALL_SCOPES = frozenset({WRITE, READ})
+READ_PII = "activities:read-pii"
+ERASE = "activities:erase"
+ALL_SCOPES = frozenset({WRITE, READ, READ_PII, ERASE})
 # Longer than any key anyone configures; bounds the hashing work a request can cause.
 MAX_PRESENTED_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who is calling: an API key's name, or the client address when auth is off."""
+    """Who is calling: an API key's name and its tenant, or the client address when auth is off (then the
+    tenant is the default one)."""
 
     name: str
     scopes: frozenset[str]
     bucket: str
     """Whose rate-limit budget the request spends."""
+    tenant: str = DEFAULT_TENANT
+    """Whose events it writes and reads: only its own."""
+    source: str | None = None
+    """What an event it writes records as its source: the key's name (none without auth)."""
 
     @classmethod
-    def for_key(cls, name: str, scopes: Iterable[str]) -> Client:
-        return cls(name=name, scopes=frozenset(scopes), bucket=f"key:{name}")
+    def for_key(cls, name: str, scopes: Iterable[str], tenant: str = DEFAULT_TENANT) -> Client:
+        return cls(name=name, scopes=frozenset(scopes), bucket=f"key:{name}", tenant=tenant, source=name)
 
     @classmethod
     def anonymous(cls, address: str | None) -> Client:
@@ -46,7 +54,7 @@ class _Entry:
 
 class ApiKeys:
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._entries = tuple(_Entry(k.digest, Client.for_key(k.name, k.scopes)) for k in keys)
+        self._entries = tuple(_Entry(k.digest, Client.for_key(k.name, k.scopes, k.tenant)) for k in keys)
 
     def __len__(self) -> int:
         return len(self._entries)

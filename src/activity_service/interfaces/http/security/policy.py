@@ -9,7 +9,7 @@ from typing import cast
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 
-from activity_service.infrastructure.settings import ApiSettings, AuthSettings
+from activity_service.infrastructure.settings import PLACEHOLDER_MARK, ApiSettings, AuthSettings
 from activity_service.interfaces.http.security.keys import ApiKeys
 from activity_service.interfaces.http.security.proxies import TrustedProxies
 
@@ -30,7 +30,20 @@ class HttpSecurity:
     protect_metrics: bool
 
     @classmethod
-    def from_settings(cls, auth: AuthSettings, api: ApiSettings) -> HttpSecurity:
+    def from_settings(
+        cls, auth: AuthSettings, api: ApiSettings, *, development: bool = False
+    ) -> HttpSecurity:
+        """``development``: APP_ENV=development, where the keys shipped in the repository may be used."""
+        shipped = [key.name for key in auth.api_keys if key.shipped] if auth.enabled else []
+        if shipped and not development:
+            raise InsecureConfiguration(
+                f"activity-service: refusing to start: AUTH_API_KEYS holds {len(shipped)} key(s) shipped in "
+                f"this repository ({', '.join(shipped)}): a {PLACEHOLDER_MARK} placeholder or the committed "
+                "laptop key of docker/app.env, which anyone can read. Give your own keys from your secret "
+                "store (or set APP_ENV=development on a laptop)."
+            )
+        if shipped:
+            log.warning("APP_ENV=development: the API accepts keys shipped in the repository (%s)", shipped)
         if auth.enabled and not auth.api_keys:
             raise InsecureConfiguration(
                 "activity-service: refusing to start: AUTH_ENABLED is true but AUTH_API_KEYS lists no key. "

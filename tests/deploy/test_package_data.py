@@ -1,0 +1,20 @@
+"""Files the service serves that are not Python (the explorer page and its scripts) are declared as
+package data, so that `pip install .` (the Dockerfile's) puts them in the image; an editable install
+would serve them even when they are not."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPLORER = ROOT / "src/activity_service/interfaces/http/explorer"
+
+
+def test_every_file_of_the_explorer_is_package_data() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["activity_service.interfaces.http.explorer"]
+    declared = {path for pattern in globs for path in EXPLORER.glob(pattern)}
+    files = {path for path in EXPLORER.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    undeclared = {p for p in files - declared if p.suffix != ".py"}
+    assert not undeclared, f"add to [tool.setuptools.package-data]: {sorted(map(str, undeclared))}"
