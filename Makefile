@@ -120,7 +120,7 @@ test-faults-cluster: deps-system install cluster-up
 
 # Benchmarks (bench/README.md): the full run (~10 minutes) writes bench/results/latest.md and latest.json;
 # the quick one (under a minute, proves the harness works) writes to a temporary directory it prints.
-# Scenario 9 measures ingest on the three-broker cluster too when `make cluster-up` has started it
+# Scenario 14 measures ingest on the three-broker cluster too when `make cluster-up` has started it
 # (skipped, saying so, when it is not up).
 bench: install stack-up
 	$(STACK_ENV) BENCH_CLUSTER_KAFKA=$(CLUSTER_BOOTSTRAP) $(BIN)/python -m bench $(BENCH_ARGS)

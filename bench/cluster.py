@@ -1,4 +1,4 @@
-"""Scenario 9: ingest (single and batch POST) against a three-broker cluster, the topic with replication
+"""Scenario 14: ingest (single and batch POST) against a three-broker cluster, the topic with replication
 factor 3 and min.insync.replicas=2, next to scenarios 2 and 3 on the single broker, in the same run and
 with the same load. A 202 then waits for two brokers to have the events, not one.
 
@@ -20,7 +20,7 @@ from bench.checks import check
 from bench.context import Context
 from bench.drive import load, warm_up
 
-KEY = "9_cluster_ingest"
+KEY = "14_cluster_ingest"
 TITLE = "Ingest on a three-broker cluster (RF 3, min ISR 2) next to one broker"
 
 
@@ -66,14 +66,14 @@ def run(ctx: Context, pair: tuple[dict[str, Any], dict[str, Any]] | None) -> dic
     bootstrap = os.environ.get("BENCH_CLUSTER_KAFKA", "")
     reason = unavailable(bootstrap)
     if reason is not None:
-        ctx.say(f"scenario 9: {reason}")
+        ctx.say(f"scenario 14: {reason}")
         return {"title": TITLE, "status": "skipped", "reason": reason}
     plan = ctx.plan
     names = ctx.names("cluster")
     env = ctx.env(
         names, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_REPLICATION_FACTOR="3", KAFKA_MIN_INSYNC_REPLICAS="2"
     )
-    ctx.say(f"scenario 9: starting the API on the cluster at {bootstrap} (consumer stopped)")
+    ctx.say(f"scenario 14: starting the API on the cluster at {bootstrap} (consumer stopped)")
     api = ctx.procs.start_api("api-cluster", env)
     try:
         replicas = asyncio.run(_replication(bootstrap, names.topic))
@@ -81,19 +81,19 @@ def run(ctx: Context, pair: tuple[dict[str, Any], dict[str, Any]] | None) -> dic
         warm_up(ctx, api, "single", c)
         single, single_usage = load(ctx, api, "single", c, plan.single_seconds, warmup=False)
         ctx.say(
-            f"scenario 9: single POST {single.requests_per_second:,.0f} events/s, "
+            f"scenario 14: single POST {single.requests_per_second:,.0f} events/s, "
             f"p99 {single.latency_ms['p99']} ms"
         )
         warm_up(ctx, api, "batch", b)
         batch, batch_usage = load(ctx, api, "batch", b, plan.batch_seconds, warmup=False)
         batch_eps = round(batch.requests_per_second * plan.batch_size, 1)
-        ctx.say(f"scenario 9: batch POST {batch_eps:,.0f} events/s, p99 {batch.latency_ms['p99']} ms")
+        ctx.say(f"scenario 14: batch POST {batch_eps:,.0f} events/s, p99 {batch.latency_ms['p99']} ms")
     finally:
         ctx.procs.stop(api)
         try:
             asyncio.run(delete_topics(bootstrap, names.topic))
         except Exception as exc:  # the figures matter more than the clean-up
-            ctx.say(f"scenario 9: could not delete {names.topic} on the cluster ({exc})")
+            ctx.say(f"scenario 14: could not delete {names.topic} on the cluster ({exc})")
     one_single = pair[0]["figures"] if pair else {}
     one_batch = pair[1]["figures"] if pair else {}
     return {

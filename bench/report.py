@@ -18,7 +18,7 @@ ORDER = [
     "6_queries",
     "7_memory",
     "8_observability",
-    "9_cluster_ingest",
+    "14_cluster_ingest",
 ]
 
 

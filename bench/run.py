@@ -160,9 +160,9 @@ def run(
         if pair:
             scenarios["2_single_post"], scenarios["3_batch_post"] = pair
         single_eps = pair[0]["figures"]["events_per_second"] if pair else None
-        nine = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
-        if nine:
-            scenarios[cluster.KEY] = nine
+        fourteen = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
+        if fourteen:
+            scenarios[cluster.KEY] = fourteen
         eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
         if eight:
             scenarios["8_observability"] = eight
