@@ -90,13 +90,13 @@ def group_of(deployment: Deployment) -> str:
 
 
 def wait_stored(stored: StoredView, ids: Collection[str], timeout: float) -> float | None:
-    """Seconds until every id in ``ids`` is stored, or None after ``timeout``. A store that does not
-    answer (it is being restarted) is asked again."""
+    """Seconds until every event in ``ids`` (ledger keys) is stored, or None after ``timeout``. A store
+    that does not answer (it is being restarted) is asked again."""
     began = time.monotonic()
     wanted = set(ids)
     while time.monotonic() - began < timeout:
         try:
-            if stored.count() >= len(wanted) and wanted <= set(stored.ids()):
+            if stored.count() >= len(wanted) and wanted <= set(stored.keys()):
                 return time.monotonic() - began
         except Exception:  # the database is still coming back
             pass

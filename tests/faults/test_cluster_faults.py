@@ -18,8 +18,8 @@ from tests.faults.cluster import LeaderWatch, busiest, describe
 from tests.faults.conftest import Cluster
 from tests.faults.control import StackControl
 from tests.faults.harness import PUBLISH_DEADLINE, crash, finish, outcomes, refusals, settle, window
-from tests.faults.ledger import Report, assert_exact
-from tests.faults.traffic import Traffic
+from tests.faults.ledger import Report, assert_both_tenants, assert_exact
+from tests.faults.traffic import E2E_KEY, TWO_TENANTS, ClientKey, Traffic, api_keys
 from tests.stored import StoredView
 
 pytestmark = pytest.mark.cluster
@@ -31,13 +31,15 @@ WINDOW_TARGET = 5.0
 out (broker.session.timeout.ms, 4 s on the local cluster, 9 s by default), then the producer follows."""
 
 
-def start(deployment: Deployment, cluster: Cluster, rate: float = 300) -> tuple[str, Traffic]:
-    deployment.extra_env = {**deployment.extra_env, **cluster.env}
+def start(
+    deployment: Deployment, cluster: Cluster, rate: float = 300, keys: tuple[ClientKey, ...] = (E2E_KEY,)
+) -> tuple[str, Traffic]:
+    deployment.extra_env = {**deployment.extra_env, **cluster.env, **api_keys(keys)}
     deployment.start_consumer()
     _, base_url = deployment.start_api(INGEST_PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_DEADLINE))
     # Enough workers that requests keep being sent while others wait out their publish deadline: the
     # window of refusals is then measured to a fraction of a second.
-    return base_url, Traffic([base_url], rate=rate, workers=8).start()
+    return base_url, Traffic([base_url], rate=rate, workers=8, keys=keys).start()
 
 
 def replication(stack: Stack, topic: str) -> str:
@@ -61,8 +63,9 @@ def test_the_leader_of_the_busiest_partition_crashes_and_returns_after_ten_secon
     rng: random.Random,
 ) -> None:
     """Nothing acknowledged may be lost or stored twice; ingest answers 503 only until the controller has
-    moved the dead broker's leaderships (WINDOW_TARGET), and never once the partition has a new leader."""
-    _, traffic = start(deployment, cluster)
+    moved the dead broker's leaderships (WINDOW_TARGET), and never once the partition has a new leader.
+    Two tenants write the same ids: each must end with exactly its own events."""
+    _, traffic = start(deployment, cluster, keys=TWO_TENANTS)
     time.sleep(rng.uniform(3, 5))
     assert_replicated(stack, deployment.name)
     partition, leader = busiest(stack.kafka_bootstrap, deployment.name)
@@ -92,6 +95,7 @@ def test_the_leader_of_the_busiest_partition_crashes_and_returns_after_ten_secon
     )
     settle(traffic, catch)
     assert_exact(catch.ledger)
+    assert_both_tenants(catch.ledger.tenants)
     assert moved is not None, "the partition never got a new leader"
     assert seconds <= WINDOW_TARGET, f"ingest refused for {seconds:.1f}s after the leader died"
     assert not after_move, f"refused after the leadership moved: {outcomes(after_move)}"

@@ -15,9 +15,9 @@ from tests.conftest import Stack
 from tests.e2e.processes import Deployment, get
 from tests.faults.cluster import OffsetWatch
 from tests.faults.harness import finish, group_of, settle, wait_stored, window
-from tests.faults.ledger import Report, assert_exact
+from tests.faults.ledger import Report, assert_both_tenants, assert_exact
 from tests.faults.poison import POISON_USER, classic, dead_letters, produce, unforeseen
-from tests.faults.traffic import Traffic
+from tests.faults.traffic import TWO_TENANTS, Traffic, api_keys
 from tests.stored import StoredView
 
 KILLS = 10
@@ -46,11 +46,13 @@ def test_consumer_sigkilled_ten_times_at_random_moments(
     deployment: Deployment, stack: Stack, stored: StoredView, report: Report, rng: random.Random
 ) -> None:
     """Some kills wait until the consumer is writing (so they land between a write and its commit), the
-    others come at any moment (starting up, joining the group, waiting for the killed member to expire)."""
+    others come at any moment (starting up, joining the group, waiting for the killed member to expire).
+    Two tenants write the same ids meanwhile: each must end with exactly its own events."""
     env = {"CONSUMER_MAX_BATCH_RECORDS": "100"}
+    deployment.extra_env = {**deployment.extra_env, **api_keys(TWO_TENANTS)}
     consumer = deployment.start_consumer(**env)
     _, base_url = deployment.start_api()
-    traffic = Traffic([base_url], rate=150).start()
+    traffic = Traffic([base_url], rate=150, keys=TWO_TENANTS).start()
     mid_write = 0
     for kill in range(KILLS):
         if kill in WHILE_STORING and wait_until_storing(stored, timeout=20):
@@ -71,6 +73,7 @@ def test_consumer_sigkilled_ten_times_at_random_moments(
     report.details.append(f"{len(backlog)} acknowledged before the last restart")
     settle(traffic, catch)
     assert_exact(catch.ledger)
+    assert_both_tenants(catch.ledger.tenants)
     assert mid_write > 0, "no kill landed while the consumer was writing: the scenario proved little"
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Stack
-from tests.e2e.processes import AUTH_HEADERS, BOTH_STORES, Deployment
+from tests.e2e.processes import BOTH_STORES, Deployment
 from tests.faults.control import StackControl
 from tests.faults.harness import (
     GRACE,
@@ -25,8 +25,8 @@ from tests.faults.harness import (
     wait_stored,
     window,
 )
-from tests.faults.ledger import Report, assert_exact
-from tests.faults.traffic import Traffic
+from tests.faults.ledger import Report, assert_both_tenants, assert_exact
+from tests.faults.traffic import TWO_TENANTS, Traffic, api_keys
 from tests.stored import StoredView
 
 DOWN_SECONDS = 6
@@ -71,7 +71,7 @@ def test_broker_outage_answers_503_while_down_and_202_within_seconds_of_its_retu
 LIST, ONE, STATUS = "GET /api/activities", "GET /api/activities/{id}", "GET /api/activities/{id}/status"
 
 
-def read_statuses(base_url: str, event_id: str) -> dict[str, str]:
+def read_statuses(base_url: str, event_id: str, headers: dict[str, str]) -> dict[str, str]:
     """What each read endpoint answers (its status, and whether it carried Retry-After), asked at once
     and each on its own connection, so the outage need not last longer for them."""
     paths = {
@@ -82,7 +82,7 @@ def read_statuses(base_url: str, event_id: str) -> dict[str, str]:
 
     def ask(path: str) -> str:
         try:
-            response = httpx.get(f"{base_url}{path}", headers=AUTH_HEADERS, timeout=30)
+            response = httpx.get(f"{base_url}{path}", headers=headers, timeout=30)
         except httpx.HTTPError as exc:
             return type(exc).__name__
         return f"{response.status_code}{'+Retry-After' if 'retry-after' in response.headers else ''}"
@@ -98,19 +98,21 @@ def database_fault(
     fault: Callable[[], AbstractContextManager[dict[str, float]]],
     what: str,
 ) -> None:
-    """Steady load; the database goes away for DOWN_SECONDS (``fault``) and comes back. Ingest must not
-    notice, the consumer retries and catches up, reads answer 503 with Retry-After meanwhile."""
+    """Steady load from two tenants writing the same ids; the database goes away for DOWN_SECONDS
+    (``fault``) and comes back. Ingest must not notice, the consumer retries and catches up, reads answer
+    503 with Retry-After meanwhile; each tenant ends with exactly its own events."""
     # Operations give up on the database after 2 s (5 s by default), so that a 6 s outage surely makes the
     # consumer's writes fail and be retried, not merely wait.
     timeout = {"MONGODB_TIMEOUT_MS": "2000", "POSTGRES_TIMEOUT_MS": "2000"}
+    deployment.extra_env = {**deployment.extra_env, **api_keys(TWO_TENANTS)}
     consumer = deployment.start_consumer(**timeout)
     _, base_url = deployment.start_api(**timeout)
-    traffic = Traffic([base_url], rate=300).start()
+    traffic = Traffic([base_url], rate=300, keys=TWO_TENANTS).start()
     time.sleep(3)
-    some_id = next(iter(traffic.acked))
+    tenant, some_id = next(iter(traffic.acked)).split("/", 1)
     with fault() as moments:
         time.sleep(1)
-        reads = read_statuses(base_url, some_id)
+        reads = read_statuses(base_url, some_id, traffic.key_of(tenant).headers)
         time.sleep(max(0.0, moments["down"] + DOWN_SECONDS - time.monotonic()))
     backlog = set(traffic.acked)
     cleared = wait_stored(stored, backlog, timeout=90)
@@ -130,6 +132,7 @@ def database_fault(
     )
     settle(traffic, catch)
     assert_exact(catch.ledger)
+    assert_both_tenants(catch.ledger.tenants)
     assert consumer.poll() is None, "the consumer exited during the outage"
     assert retried > 0, "the consumer never logged a retry, so the outage was not exercised"
     assert during and {a.status for a in during} == {202}, "ingest must not depend on the database"
