@@ -88,6 +88,10 @@ def test_two_consumers_one_restarted_over_and_over(
     traffic = Traffic([base_url], rate=400).start()
     exits = []
     for _ in range(cycles):
+        # Each stop comes once the member has joined and been given partitions: a SIGTERM while it is
+        # still starting is a clean stop that causes no rebalance (the entry point takes it before it
+        # joins), and on a loaded machine starting takes longer than these pauses.
+        deployment.wait_log(restarted, "partitions assigned", 60)
         time.sleep(rng.uniform(1.0, 3.0))
         exits.append(deployment.stop(restarted, signal.SIGTERM, timeout=30))
         restarted = deployment.start_consumer(CONSUMER_MAX_BATCH_RECORDS="100")
