@@ -36,7 +36,12 @@ def start(
 ) -> tuple[str, Traffic]:
     deployment.extra_env = {**deployment.extra_env, **cluster.env, **api_keys(keys)}
     deployment.start_consumer()
-    _, base_url = deployment.start_api(INGEST_PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_DEADLINE))
+    # The loop-lag guard sheds load at once when the event loop runs 0.25 s late, which a machine shared
+    # with three brokers and other test runs does now and then: those 503s say nothing of the cluster
+    # (scenario 6 tests the guard), so here it only sheds past 2 s of lag.
+    _, base_url = deployment.start_api(
+        INGEST_PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_DEADLINE), INGEST_MAX_LOOP_LAG_SECONDS="2"
+    )
     # Enough workers that requests keep being sent while others wait out their publish deadline: the
     # window of refusals is then measured to a fraction of a second.
     return base_url, Traffic([base_url], rate=rate, workers=8, keys=keys).start()
