@@ -16,12 +16,31 @@ STACK_ENV := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) MONGODB_URI=mongodb
 TEST_ENV := $(STACK_ENV) STACK_CONTROL=scripts/stack.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install lock lock-upgrade deps-system stack-up stack-down stack-status run lint typecheck imports check test test-faults bench bench-quick sdk-wheel
+# The three-broker stack of the cluster fault scenarios: a KRaft cluster (nodes on CLUSTER_KAFKA_PORT, +10,
+# +20), FerretDB and PostgreSQL, in a state dir and on ports of its own, so the shared single-broker stack
+# that `make test` and other clones use is never touched.
+ACTIVITY_CACHE ?= $(HOME)/.cache/activity-service
+CLUSTER_STACK_DIR ?= $(ACTIVITY_CACHE)/stack-cluster
+CLUSTER_KAFKA_PORT ?= 29092
+CLUSTER_KAFKA_CONTROLLER_PORT ?= 29093
+CLUSTER_MONGO_PORT ?= 29017
+CLUSTER_POSTGRES_PORT ?= 29432
+CLUSTER := STACK_DIR=$(CLUSTER_STACK_DIR) STACK_KAFKA_BROKERS=3 KAFKA_PORT=$(CLUSTER_KAFKA_PORT) \
+	KAFKA_CONTROLLER_PORT=$(CLUSTER_KAFKA_CONTROLLER_PORT) MONGO_PORT=$(CLUSTER_MONGO_PORT) \
+	POSTGRES_PORT=$(CLUSTER_POSTGRES_PORT)
+CLUSTER_BOOTSTRAP := 127.0.0.1:$(CLUSTER_KAFKA_PORT),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 10),127.0.0.1:$(shell expr $(CLUSTER_KAFKA_PORT) + 20)
+CLUSTER_TEST_ENV := $(CLUSTER) KAFKA_BOOTSTRAP_SERVERS=$(CLUSTER_BOOTSTRAP) \
+	MONGODB_URI=mongodb://127.0.0.1:$(CLUSTER_MONGO_PORT) \
+	POSTGRES_DSN=postgresql://activity@127.0.0.1:$(CLUSTER_POSTGRES_PORT)/activity_service STACK_CONTROL=scripts/stack.sh
+
+.PHONY: help install lock lock-upgrade deps-system stack-up stack-down stack-status cluster-up cluster-down run lint \
+	typecheck imports check test test-faults test-faults-cluster bench bench-quick sdk-wheel
 
 help:
 	@echo "make run         start the local Kafka + database, then the API and one consumer (Ctrl-C stops)"
 	@echo "make test        install, start the local stack, then lint, types, import layers, the SDK wheel and all tests"
 	@echo "make test-faults fault injection under load (kills, outages, overload, poison) and fuzzing, ~10 min"
+	@echo "make test-faults-cluster  the same against a three-broker cluster of its own (crashed leaders, cuts)"
 	@echo "make stack-up    start (or reuse) the local Kafka broker, FerretDB and PostgreSQL; make stack-down stops them"
 	@echo "make install     create .venv/ and install the project with its dev extras, from requirements/dev.lock"
 	@echo "make lock        regenerate requirements/*.lock after a pyproject.toml change (keeps the pins it can)"
@@ -49,9 +68,11 @@ lock-upgrade: install
 	$(LOCK) --upgrade --output-file requirements/runtime.lock
 	$(LOCK) --upgrade --extra dev --output-file requirements/dev.lock
 
-# System packages the tests need beyond Python: redis-server (shared rate limits). Idempotent.
+# System packages the tests need beyond Python: redis-server (shared rate limits), nftables (the cluster
+# suite cuts a broker off the network). Idempotent.
 deps-system:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
 # Debian's Chromium for the browser tests (tests/browser: the explorer, the SDK): Playwright drives it,
 # as its own browser download does not work here. 34 s and 130 packages on a Debian 12 machine without it.
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
@@ -64,6 +85,12 @@ stack-down:
 
 stack-status:
 	@bash scripts/stack.sh status
+
+cluster-up:
+	@$(CLUSTER) bash scripts/stack.sh up
+
+cluster-down:
+	@$(CLUSTER) bash scripts/stack.sh down
 
 run: install stack-up
 	@$(STACK_ENV) bash scripts/run-local.sh
@@ -97,16 +124,23 @@ sdk-wheel: install
 	rm -f dist/activity_client-*.whl
 	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps $(SDK) -w dist/
 
-# Fault injection (tests/faults, ~10 minutes): steady load through the real API while the consumer is
-# killed, the broker and the database are stopped, the API is overloaded or stopped, poison is written to
-# the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services briefly.
+# Fault injection (tests/faults): steady load through the real API while the consumer is killed or frozen,
+# the broker and the database are stopped or killed, the API is overloaded, stopped or killed, poison is
+# written to the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services
+# briefly. The cluster scenarios (a crashed leader, two crashed brokers, a broker cut off the network) run
+# against a three-broker stack of their own: test-faults-cluster (.ci/run runs both).
 test-faults: deps-system install stack-up
-	$(TEST_ENV) $(BIN)/pytest tests/faults $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest tests/faults -m "not cluster" $(PYTEST_ARGS)
+
+test-faults-cluster: deps-system install cluster-up
+	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/faults -m cluster $(PYTEST_ARGS)
 
 # Benchmarks (bench/README.md): the full run (~10 minutes) writes bench/results/latest.md and latest.json;
 # the quick one (under a minute, proves the harness works) writes to a temporary directory it prints.
+# Scenario 14 measures ingest on the three-broker cluster too when `make cluster-up` has started it
+# (skipped, saying so, when it is not up).
 bench: install stack-up
-	$(STACK_ENV) $(BIN)/python -m bench $(BENCH_ARGS)
+	$(STACK_ENV) BENCH_CLUSTER_KAFKA=$(CLUSTER_BOOTSTRAP) $(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: install stack-up
-	$(STACK_ENV) $(BIN)/python -m bench --quick $(BENCH_ARGS)
+	$(STACK_ENV) BENCH_CLUSTER_KAFKA=$(CLUSTER_BOOTSTRAP) $(BIN)/python -m bench --quick $(BENCH_ARGS)

@@ -19,6 +19,7 @@ ORDER = [
     "7_memory",
     "8_observability",
     "S_sdk_track",  # the Python SDK (bench/sdk_track.py)
+    "14_cluster_ingest",
 ]
 
 

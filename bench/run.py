@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, observability, persistence, pipeline, queries, report, sdk_track, wrk
+from bench import cluster, ingest, observability, persistence, pipeline, queries, report, sdk_track, wrk
 from bench.broker import delete_topics
 from bench.context import Context, eprint
 from bench.data import now_millis
@@ -160,6 +160,9 @@ def run(
         if pair:
             scenarios["2_single_post"], scenarios["3_batch_post"] = pair
         single_eps = pair[0]["figures"]["events_per_second"] if pair else None
+        fourteen = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
+        if fourteen:
+            scenarios[cluster.KEY] = fourteen
         eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
         if eight:
             scenarios["8_observability"] = eight

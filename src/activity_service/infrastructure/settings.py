@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -69,22 +70,88 @@ def _environment_ignored() -> Iterator[None]:
         _read_environment.reset(token)
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class KafkaSettings(_Section):
-    model_config = _config("KAFKA_")
+    model_config = SettingsConfigDict(
+        env_prefix="KAFKA_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "activities"
     consumer_group: str = "activity-persister"
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(
+        default=0, ge=0, description="Of the topics it creates; 0: replication factor - 1, at least 1."
+    )
+    retention_hours: int = Field(
+        default=0, ge=-1, description="retention.ms of the topics it creates; 0: the broker's; -1: forever."
+    )
     client_id: str = "activity-service"
     producer_linger_ms: int = Field(default=2, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+    producer_request_timeout_ms: int = Field(
+        default=5000, ge=1000, description="A produce request unanswered this long is sent again."
+    )
     dlq_topic: str = Field(default="", description="Dead-letter topic; empty means '<topic>.dlq'.")
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_ca_file: str = Field(default="", description="PEM CA bundle; empty: the system's trusted CAs.")
+    ssl_cert_file: str = Field(default="", description="PEM client certificate (mutual TLS).")
+    ssl_key_file: str = Field(default="", description="PEM private key of the client certificate.")
+    ssl_key_password: SecretStr = SecretStr("")
 
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.topic}.dlq"
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        """min.insync.replicas of the topics the service creates: with acks=all, a write is acknowledged
+        once this many replicas have it, so one broker may fail without losing what was acknowledged."""
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} exceeds KAFKA_REPLICATION_FACTOR="
+                f"{self.replication_factor}: no write could ever be acknowledged"
+            )
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_username and self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL="
+                f"{self.security_protocol} does not use them (SASL_SSL or SASL_PLAINTEXT does)"
+            )
+        files = {
+            "KAFKA_SSL_CA_FILE": self.ssl_ca_file,
+            "KAFKA_SSL_CERT_FILE": self.ssl_cert_file,
+            "KAFKA_SSL_KEY_FILE": self.ssl_key_file,
+        }
+        given = [name for name, path in files.items() if path]
+        if given and not tls:
+            raise ValueError(
+                f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} does not use "
+                "TLS (SSL or SASL_SSL does)"
+            )
+        if bool(self.ssl_cert_file) != bool(self.ssl_key_file):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together (a client certificate)")
+        for name, path in files.items():
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        return self
 
 
 class MongoSettings(_Section):
