@@ -24,6 +24,8 @@ ORDER = [
     "11_stats",
     "12_live_tail",
     "13_ferretdb_postgresql",
+    "S_sdk_track",  # the Python SDK (bench/sdk_track.py)
+    "14_cluster_ingest",
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench import (
     budget,
+    cluster,
     counts,
     ferretdb_pg,
     ingest,
@@ -25,6 +26,7 @@ from bench import (
     pipeline,
     queries,
     report,
+    sdk_track,
     tail,
     wrk,
 )
@@ -153,7 +155,7 @@ def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -
     """Every phase in order (or those of the scenarios in ``only``, and what they need: 5, 7 and 12 take
     their load from scenario 2)."""
     plan = ctx.plan
-    if only is not None and only & {"5", "7", "12"}:
+    if only is not None and only & {"5", "7", "12", "14"}:
         only = only | {"2"}
 
     def wanted(*numbers: str) -> bool:
@@ -165,11 +167,16 @@ def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -
         if one:
             scenarios["1_http_ceiling"] = one
     single_eps = None
+    pair = None
     if wanted("2", "3"):
         pair = _phase(ctx, ["2_single_post", "3_batch_post"], lambda: ingest.single_and_batch(ctx, one))
         if pair:
             scenarios["2_single_post"], scenarios["3_batch_post"] = pair
             single_eps = pair[0]["figures"]["events_per_second"]
+    if wanted("14"):
+        fourteen = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
+        if fourteen:
+            scenarios[cluster.KEY] = fourteen
     if wanted("8"):
         eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
         if eight:
@@ -212,6 +219,10 @@ def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -
         six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
         if six:
             scenarios["6_queries"] = six
+    if only is None:  # the SDK's track() (not numbered, so not selectable with --only)
+        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx))
+        if sdk:
+            scenarios["S_sdk_track"] = sdk
     stats_pg = stats_mongo = None
     if wanted("10", "11"):
         pair = _phase(ctx, ["10_postgres_queries", "11_stats"], lambda: pg_queries.run(ctx))

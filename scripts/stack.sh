@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# The local stack without Docker: a single-node KRaft Kafka 4.1.0 broker (JVM, jars from Maven Central),
-# FerretDB v1.24.2 on SQLite as the MongoDB-wire database (built with Go once) and PostgreSQL 15 (the
-# system's binaries; Debian's postgresql-15 package is installed when missing and running as root).
+# The local stack without Docker: Apache Kafka 4.1.0 in KRaft mode (JVM, jars from Maven Central; one node by
+# default, or a cluster of STACK_KAFKA_BROKERS nodes), FerretDB v1.24.2 on SQLite as the MongoDB-wire database
+# (built with Go once) and PostgreSQL 15 (the system's binaries; Debian's postgresql-15 package is installed
+# when missing and running as root).
 #
-#   bash scripts/stack.sh up     [SERVICE]   start (or reuse) and wait until ready; prints the settings
-#   bash scripts/stack.sh down   [SERVICE]   stop what this script started (by recorded pid) and free the ports
-#   bash scripts/stack.sh kill   [SERVICE]   SIGKILL it, as a crash would: no clean shutdown, data kept
-#   bash scripts/stack.sh status [SERVICE]   which services run, pids, ports, state dir
+#   bash scripts/stack.sh up     [SERVICE [NODE]]  start (or reuse) and wait until ready; prints the settings
+#   bash scripts/stack.sh down   [SERVICE [NODE]]  stop what this script started (by recorded pid), free the ports
+#   bash scripts/stack.sh kill   [SERVICE [NODE]]  SIGKILL it, as a crash would: no clean shutdown, data kept
+#   bash scripts/stack.sh status [SERVICE [NODE]]  which services run, pids, ports, state dir
+#   bash scripts/stack.sh cut    kafka NODE [peers] drop every packet of that Kafka node (root, nftables);
+#                                                   with `peers`, only between it and the other nodes
+#   bash scripts/stack.sh heal   [kafka [NODE]]    remove the cut (none: every cut of this stack)
 #
-# SERVICE is kafka, mongo or postgres; none means all three. Stopping (or killing) and starting one service
-# keeps its data (fault-injection tests restart the broker or a database mid-test).
+# SERVICE is kafka, mongo or postgres; none means all three. NODE (1, 2, 3...) picks one node of a Kafka
+# cluster; without it, `kafka` means every node. Stopping (or killing) and starting one service keeps its
+# data (fault-injection tests restart the broker or a database mid-test).
 #
 # Environment (all optional):
 #   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), MONGO_PORT (27017), POSTGRES_PORT (5432)
+#   STACK_KAFKA_BROKERS  Kafka nodes (default 1). More than one: a KRaft cluster on loopback, each node broker and
+#                        controller, node N on KAFKA_PORT + 10*(N-1) (its controller on KAFKA_CONTROLLER_PORT +
+#                        10*(N-1)), its own data directory and logs under STACK_DIR/kafka-cluster/node-N;
+#                        replication factor min(3, nodes), min.insync.replicas one fewer (at least 1), unclean
+#                        leader election off. A running cluster is reused without the variable; a single broker
+#                        and a cluster never run together in one STACK_DIR (they share the first ports).
+#   STACK_KAFKA_SASL_SSL_PORT  also listen with SASL_SSL there (node N: + 10*(N-1)): SASL PLAIN, SCRAM-SHA-256 and
+#                        SCRAM-SHA-512 over TLS. Needs STACK_KAFKA_TLS_KEYSTORE.
+#   STACK_KAFKA_SSL_PORT also listen with SSL there, client certificates required (mutual TLS, signed by
+#                        STACK_KAFKA_TLS_CA). Needs STACK_KAFKA_TLS_KEYSTORE and STACK_KAFKA_TLS_CA.
+#   STACK_KAFKA_TLS_KEYSTORE  PEM file: the broker's private key (unencrypted PKCS#8) and certificate chain
+#   STACK_KAFKA_TLS_CA   PEM file: the CA that signs client certificates (the SSL listener)
+#   STACK_KAFKA_SASL_USERS  "name:password,..." SASL users: PLAIN users of the listener and SCRAM credentials
+#                        (both SHA-256 and SHA-512, made with Kafka's own kafka-configs tool once it runs)
 #   ACTIVITY_CACHE      downloads and builds, outside the clone (default ~/.cache/activity-service)
 #   STACK_DIR           logs, data and pid files (default $ACTIVITY_CACHE/stack). Shared by every clone on the
 #                       machine on purpose: `make stack-down` from any clone stops the one stack.
@@ -48,13 +67,14 @@ KAFKA_HOME=$ACTIVITY_CACHE/kafka-$KAFKA_VERSION
 KAFKA_LIBS=$KAFKA_HOME/libs
 FERRETDB_BIN=$ACTIVITY_CACHE/bin/ferretdb
 
-KAFKA_STATE=$STACK_DIR/kafka
-KAFKA_DATA=$KAFKA_STATE/data
-KAFKA_CONFIG=$KAFKA_STATE/server.properties
-KAFKA_LOG4J=$KAFKA_STATE/log4j2.properties
-KAFKA_LOG=$KAFKA_STATE/server.log
-KAFKA_STDOUT=$KAFKA_STATE/stdout.log
-KAFKA_PIDFILE=$KAFKA_STATE/kafka.pid
+KAFKA_SINGLE_STATE=$STACK_DIR/kafka             # the single broker (STACK_KAFKA_BROKERS=1, the default)
+KAFKA_CLUSTER_DIR=$STACK_DIR/kafka-cluster       # a cluster: node-N/ per node, its size and cluster id
+KAFKA_NODE_PORT_STEP=10
+SASL_SSL_PORT=${STACK_KAFKA_SASL_SSL_PORT:-}
+SSL_PORT=${STACK_KAFKA_SSL_PORT:-}
+TLS_KEYSTORE=${STACK_KAFKA_TLS_KEYSTORE:-}
+TLS_CA=${STACK_KAFKA_TLS_CA:-}
+SASL_USERS=${STACK_KAFKA_SASL_USERS:-}
 
 MONGO_STATE=$STACK_DIR/ferretdb
 MONGO_DATA=$MONGO_STATE/data
@@ -83,13 +103,18 @@ die() {
 
 usage() {
     cat >&2 <<EOF
-usage: bash scripts/stack.sh up|down|kill|status [kafka|mongo|postgres]
-  up      start (or reuse) the local Kafka broker, FerretDB and PostgreSQL, wait until they answer, print
-          the settings
+usage: bash scripts/stack.sh up|down|kill|status [kafka [NODE]|mongo|postgres]
+       bash scripts/stack.sh cut kafka NODE [peers]
+       bash scripts/stack.sh heal [kafka [NODE]]
+  up      start (or reuse) the local Kafka broker (or cluster: STACK_KAFKA_BROKERS=3), FerretDB and
+          PostgreSQL, wait until they answer, print the settings
   down    stop the processes this script started (by recorded pid) and free their ports
   kill    SIGKILL the processes this script started, as a crash would (no clean shutdown; data kept)
   status  show which services run, their pids, ports and the state directory
-No service argument means all three.
+  cut     drop every packet a Kafka node sends or receives (nftables, by its cgroup; needs root); with
+          'peers', only those between it and the other nodes: clients still reach it
+  heal    remove the cut of that node, or every cut of this stack
+No service argument means all three; kafka without NODE means every Kafka node.
 EOF
     exit 2
 }
@@ -135,7 +160,7 @@ pid_cmdline() {
 our_pid() { # service -> pid (empty when not running)
     local pidfile marker pid
     case $1 in
-    kafka) pidfile=$KAFKA_PIDFILE marker=$KAFKA_CONFIG ;;
+    kafka*) kafka_unit "$1" && pidfile=$K_PIDFILE marker=$K_CONFIG ;;
     mongo) pidfile=$MONGO_PIDFILE marker=--state-dir=$MONGO_STATE ;;
     postgres) pidfile=$POSTGRES_PIDFILE marker=config_file=$POSTGRES_CONFIG ;;
     esac
@@ -168,6 +193,8 @@ show_log_tail() { # file...
 # Starts "$@" in its own session (so Ctrl-C in the calling terminal does not reach it), detached from stdin,
 # output appended to a log. The child writes its own pid before exec-ing the program, so the recorded pid is
 # exactly the server process. fd 9 (the stack lock) is closed so the server does not keep holding it.
+# SPAWN_CGROUP, when set, is a cgroup v2 directory the child enters before the exec: every socket the server
+# opens then belongs to that cgroup, which is what `cut` matches packets by.
 spawn() { # pidfile logfile command...
     local pidfile=$1 logfile=$2
     shift 2
@@ -175,7 +202,8 @@ spawn() { # pidfile logfile command...
     local -a detach=()
     if command -v setsid >/dev/null 2>&1; then detach=(setsid); fi # util-linux; absent on macOS
     # shellcheck disable=SC2016 # $$ and "$@" expand in the child shell
-    nohup "${detach[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+    nohup "${detach[@]}" bash -c 'echo $$ >"$0"; if [[ -n $1 ]]; then echo $$ >"$1/cgroup.procs"; fi; shift; exec "$@"' \
+        "$pidfile" "${SPAWN_CGROUP:-}" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
     for _ in $(seq 1 50); do
         [[ -s $pidfile ]] && return 0
         sleep 0.1
@@ -298,29 +326,158 @@ ensure_ferretdb() {
 
 # --- Kafka -------------------------------------------------------------------------------------------------
 
-write_kafka_config() {
-    mkdir -p "$KAFKA_DATA"
-    cat >"$KAFKA_CONFIG" <<EOF
-# Generated by scripts/stack.sh on every start; edit the script, not this file.
-# Single-node KRaft: this process is both broker and controller.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$KAFKA_DATA
+# How many Kafka nodes this run is about: STACK_KAFKA_BROKERS when given; else, when a cluster of this
+# STACK_DIR runs (or a node of it is named), its recorded size; else 1 (the single broker).
+resolve_kafka_brokers() { # [node named on the command line]
+    local recorded
+    recorded=$(cat "$KAFKA_CLUSTER_DIR/brokers" 2>/dev/null || true)
+    if [[ -n ${STACK_KAFKA_BROKERS:-} ]]; then
+        [[ $STACK_KAFKA_BROKERS =~ ^[1-9]$ ]] ||
+            die "STACK_KAFKA_BROKERS=$STACK_KAFKA_BROKERS: expected a number of Kafka nodes from 1 to 9."
+        KAFKA_BROKERS=$STACK_KAFKA_BROKERS
+    elif [[ $recorded =~ ^[1-9]$ ]] && { [[ -n ${1:-} ]] || cluster_alive "$recorded"; }; then
+        KAFKA_BROKERS=$recorded
+    else
+        KAFKA_BROKERS=1
+    fi
+}
 
-# One broker: every replication factor and min ISR is 1.
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+cluster_alive() { # recorded size -> 0 when any node of this STACK_DIR's cluster runs
+    local n
+    for ((n = 1; n <= $1; n++)); do
+        [[ -n $(our_pid "kafka$n") ]] && return 0
+    done
+    return 1
+}
+
+kafka_units() { # -> the Kafka units of the resolved size: "kafka" (the single broker) or kafka1 .. kafkaN
+    local n
+    if ((KAFKA_BROKERS == 1)); then
+        printf '%s\n' kafka
+        return 0
+    fi
+    for ((n = 1; n <= KAFKA_BROKERS; n++)); do printf 'kafka%s\n' "$n"; done
+}
+
+label() { # unit -> how messages name it: "kafka", "kafka 2", "mongo"
+    case $1 in
+    kafka[0-9]*) printf 'kafka %s' "${1#kafka}" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+
+# A unit's paths and ports, into K_* globals. Node N of a cluster listens on the first node's ports + 10*(N-1).
+kafka_unit() { # unit (kafka: the single broker; kafkaN: node N of the cluster)
+    local n=${1#kafka} offset
+    if [[ -z $n ]]; then
+        K_NODE=1 K_STATE=$KAFKA_SINGLE_STATE offset=0
+    else
+        K_NODE=$n K_STATE=$KAFKA_CLUSTER_DIR/node-$n offset=$(((n - 1) * KAFKA_NODE_PORT_STEP))
+    fi
+    K_PORT=$((KAFKA_PORT + offset))
+    K_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + offset))
+    K_SASL_SSL_PORT=${SASL_SSL_PORT:+$((SASL_SSL_PORT + offset))}
+    K_SSL_PORT=${SSL_PORT:+$((SSL_PORT + offset))}
+    K_DATA=$K_STATE/data
+    K_CONFIG=$K_STATE/server.properties
+    K_LOG4J=$K_STATE/log4j2.properties
+    K_LOG=$K_STATE/server.log
+    K_STDOUT=$K_STATE/stdout.log
+    K_PIDFILE=$K_STATE/kafka.pid
+}
+
+# Replication of the service's topics (and Kafka's internal ones) on KAFKA_BROKERS nodes: three copies where
+# there are three nodes, acknowledged (acks=all) once all but one of them have it.
+kafka_replication() { # -> K_RF, K_MIN_ISR
+    K_RF=$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3))
+    K_MIN_ISR=$((K_RF > 1 ? K_RF - 1 : 1))
+}
+
+kafka_bootstrap() { # -> host:port of every node, comma-separated
+    local unit list=""
+    while read -r unit; do
+        kafka_unit "$unit"
+        list+="${list:+,}$HOST:$K_PORT"
+    done <<<"$(kafka_units)"
+    printf '%s' "$list"
+}
+
+kafka_voters() { # -> controller.quorum.voters
+    local n voters=""
+    if ((KAFKA_BROKERS == 1)); then
+        printf '1@%s:%s' "$HOST" "$KAFKA_CONTROLLER_PORT"
+        return 0
+    fi
+    for ((n = 1; n <= KAFKA_BROKERS; n++)); do
+        voters+="${voters:+,}$n@$HOST:$((KAFKA_CONTROLLER_PORT + (n - 1) * KAFKA_NODE_PORT_STEP))"
+    done
+    printf '%s' "$voters"
+}
+
+sasl_users() { # -> "name password" per line, from STACK_KAFKA_SASL_USERS ("name:password,...")
+    local entry
+    [[ -n $SASL_USERS ]] || return 0
+    IFS=, read -ra entries <<<"$SASL_USERS"
+    for entry in "${entries[@]}"; do
+        [[ $entry =~ ^([A-Za-z0-9._-]+):([A-Za-z0-9._-]+)$ ]] ||
+            die "STACK_KAFKA_SASL_USERS: '$entry' is not name:password (letters, digits, '.', '_', '-' only)."
+        printf '%s %s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+    done
+}
+
+check_tls_settings() {
+    [[ -n $SASL_SSL_PORT$SSL_PORT ]] || return 0
+    [[ -n $TLS_KEYSTORE && -r $TLS_KEYSTORE ]] ||
+        die "STACK_KAFKA_SASL_SSL_PORT / STACK_KAFKA_SSL_PORT need STACK_KAFKA_TLS_KEYSTORE: a readable PEM file with the broker's private key and certificate chain (got '${TLS_KEYSTORE}')."
+    [[ -z $SSL_PORT || (-n $TLS_CA && -r $TLS_CA) ]] ||
+        die "STACK_KAFKA_SSL_PORT (client certificates required) needs STACK_KAFKA_TLS_CA: a readable PEM file with the CA that signs them (got '${TLS_CA}')."
+    [[ -z $SASL_SSL_PORT || -n $SASL_USERS ]] ||
+        die "STACK_KAFKA_SASL_SSL_PORT needs STACK_KAFKA_SASL_USERS (name:password,...): a SASL listener without users lets nobody in."
+}
+
+write_kafka_config() { # unit (K_* set)
+    mkdir -p "$K_DATA"
+    kafka_replication
+    local listeners advertised role
+    listeners="PLAINTEXT://$HOST:$K_PORT,CONTROLLER://$HOST:$K_CONTROLLER_PORT"
+    advertised="PLAINTEXT://$HOST:$K_PORT"
+    if [[ -n $K_SASL_SSL_PORT ]]; then
+        listeners+=",SASL_SSL://$HOST:$K_SASL_SSL_PORT"
+        advertised+=",SASL_SSL://$HOST:$K_SASL_SSL_PORT"
+    fi
+    if [[ -n $K_SSL_PORT ]]; then
+        listeners+=",SSL://$HOST:$K_SSL_PORT"
+        advertised+=",SSL://$HOST:$K_SSL_PORT"
+    fi
+    if ((KAFKA_BROKERS == 1)); then
+        role="Single-node KRaft: this process is both broker and controller."
+    else
+        role="Node $K_NODE of a $KAFKA_BROKERS-node KRaft cluster on loopback; every node is both broker and controller."
+    fi
+    cat >"$K_CONFIG" <<EOF
+# Generated by scripts/stack.sh on every start; edit the script, not this file.
+# $role
+process.roles=broker,controller
+node.id=$K_NODE
+controller.quorum.voters=$(kafka_voters)
+controller.listener.names=CONTROLLER
+listeners=$listeners
+advertised.listeners=$advertised
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+log.dirs=$K_DATA
+
+# $KAFKA_BROKERS node(s): replication factor $K_RF, acks=all answered once $K_MIN_ISR replica(s) have a record.
+# No unclean leader election: a replica that is not in sync never becomes leader (it could lack
+# acknowledged records).
+default.replication.factor=$K_RF
+min.insync.replicas=$K_MIN_ISR
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=$K_RF
+transaction.state.log.replication.factor=$K_RF
+transaction.state.log.min.isr=$K_MIN_ISR
+share.coordinator.state.topic.replication.factor=$K_RF
+share.coordinator.state.topic.min.isr=$K_MIN_ISR
 
 # Fast start and fast tests: few internal partitions, no initial rebalance delay.
 offsets.topic.num.partitions=5
@@ -329,7 +486,8 @@ share.coordinator.state.topic.num.partitions=3
 group.initial.rebalance.delay.ms=0
 num.partitions=1
 # After a crash (kill -9) the controller refuses the restarted broker's registration until the old session
-# times out (DUPLICATE_BROKER_REGISTRATION): 4 s instead of 9 s keeps crash-restart tests quick.
+# times out (DUPLICATE_BROKER_REGISTRATION): 4 s instead of 9 s keeps crash-restart tests quick. It is also
+# how long a crashed (or cut off) node keeps its leaderships before the controller moves them.
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
 
@@ -343,14 +501,44 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 EOF
-    cat >"$KAFKA_LOG4J" <<EOF
-# Generated by scripts/stack.sh: the broker logs to $KAFKA_LOG (rolled at 20 MB, 3 files kept).
+    if [[ -n $K_SASL_SSL_PORT$K_SSL_PORT ]]; then
+        cat >>"$K_CONFIG" <<EOF
+
+# TLS listeners: the broker's private key and certificate chain (PEM, STACK_KAFKA_TLS_KEYSTORE).
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_KEYSTORE
+EOF
+    fi
+    if [[ -n $K_SSL_PORT ]]; then
+        cat >>"$K_CONFIG" <<EOF
+# SSL listener: mutual TLS, a client certificate signed by STACK_KAFKA_TLS_CA is required.
+listener.name.ssl.ssl.client.auth=required
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$TLS_CA
+EOF
+    fi
+    if [[ -n $K_SASL_SSL_PORT ]]; then
+        local plain="" name password
+        while read -r name password; do
+            [[ -n $name ]] && plain+=" user_$name=\"$password\""
+        done <<<"$(sasl_users)"
+        cat >>"$K_CONFIG" <<EOF
+# SASL_SSL listener: PLAIN users listed here, SCRAM credentials stored in the cluster's metadata (made with
+# kafka-configs once the broker runs).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+    fi
+    cat >"$K_LOG4J" <<EOF
+# Generated by scripts/stack.sh: the broker logs to $K_LOG (rolled at 20 MB, 3 files kept).
 status = warn
 name = activity-service-kafka
 appender.file.type = RollingFile
 appender.file.name = FILE
-appender.file.fileName = $KAFKA_LOG
-appender.file.filePattern = $KAFKA_LOG.%i
+appender.file.fileName = $K_LOG
+appender.file.filePattern = $K_LOG.%i
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
 appender.file.policies.type = Policies
@@ -367,41 +555,205 @@ logger.network.level = WARN
 EOF
 }
 
-kafka_java_cmd() { # -> the java command line (without main class) into the KAFKA_JAVA array
+kafka_java_cmd() { # log4j2 config -> the java command line (without main class) into the KAFKA_JAVA array
     KAFKA_JAVA=("$(java_cmd)" -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
-        -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="$1" -cp "$KAFKA_LIBS/*")
 }
 
-kafka_java() { # main class and arguments
-    kafka_java_cmd
+kafka_java() { # main class and arguments (K_* set: logs to the unit's log)
+    kafka_java_cmd "$K_LOG4J"
     "${KAFKA_JAVA[@]}" "$@"
+}
+
+new_cluster_id() {
+    local cluster_id
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$K_STDOUT" | tail -n 1)
+    [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a Kafka cluster id (got '$cluster_id'); see $K_STDOUT"
+    printf '%s' "$cluster_id"
 }
 
 # Formats the storage once. Kafka 4.1 with a static quorum (controller.quorum.voters) is formatted without
 # --standalone (that flag is for a dynamic quorum, controller.quorum.bootstrap.servers). Restarts reuse the
-# formatted directory: topics and committed offsets survive `down kafka` + `up kafka`.
-format_kafka_storage() {
-    [[ -f $KAFKA_DATA/meta.properties ]] && return 0
+# formatted directory: topics and committed offsets survive `down kafka` + `up kafka`. The nodes of a cluster
+# share one cluster id, made with the first.
+format_kafka_storage() { # unit (K_* set)
+    [[ -f $K_DATA/meta.properties ]] && return 0
     local cluster_id
-    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_STDOUT" | tail -n 1)
-    [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a Kafka cluster id (got '$cluster_id'); see $KAFKA_STDOUT"
-    say "formatting Kafka storage in $KAFKA_DATA (cluster id $cluster_id)"
-    if ! kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONFIG" >>"$KAFKA_STDOUT" 2>&1; then
-        show_log_tail "$KAFKA_STDOUT"
-        die "formatting the Kafka storage failed (see above). If $KAFKA_DATA is half-written, remove $KAFKA_STATE and run up again."
+    if [[ $1 == kafka ]]; then
+        cluster_id=$(new_cluster_id)
+    else
+        cluster_id=$(cat "$KAFKA_CLUSTER_DIR/cluster.id" 2>/dev/null || true)
+        if [[ -z $cluster_id ]]; then
+            cluster_id=$(new_cluster_id)
+            printf '%s\n' "$cluster_id" >"$KAFKA_CLUSTER_DIR/cluster.id"
+        fi
+    fi
+    say "$(label "$1"): formatting Kafka storage in $K_DATA (cluster id $cluster_id)"
+    if ! kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$K_CONFIG" >>"$K_STDOUT" 2>&1; then
+        show_log_tail "$K_STDOUT"
+        die "formatting the Kafka storage failed (see above). If $K_DATA is half-written, remove $K_STATE and run up again."
     fi
 }
 
-start_kafka() {
+# A single broker and a cluster of one STACK_DIR share the first ports, and a cluster's nodes were formatted
+# for its size: say what to do instead of starting something that cannot work.
+check_kafka_layout() {
+    local recorded
+    recorded=$(cat "$KAFKA_CLUSTER_DIR/brokers" 2>/dev/null || true)
+    if ((KAFKA_BROKERS > 1)); then
+        [[ -z $(our_pid kafka) ]] ||
+            die "the single Kafka broker of $STACK_DIR runs on $HOST:$KAFKA_PORT; stop it first ('bash scripts/stack.sh down kafka' without STACK_KAFKA_BROKERS): the cluster's first node takes its ports."
+        [[ -z $recorded || $recorded == "$KAFKA_BROKERS" ]] ||
+            die "the Kafka cluster in $KAFKA_CLUSTER_DIR was made with $recorded nodes; use STACK_KAFKA_BROKERS=$recorded, or remove $KAFKA_CLUSTER_DIR (its data is lost) to make one of $KAFKA_BROKERS."
+    elif [[ $recorded =~ ^[1-9]$ ]] && cluster_alive "$recorded"; then
+        die "a $recorded-node Kafka cluster of $STACK_DIR runs; stop it first ('bash scripts/stack.sh down kafka'): the single broker takes its first node's ports."
+    fi
+}
+
+start_kafka() { # unit
     need_java
     ensure_kafka_libs
-    mkdir -p "$KAFKA_STATE"
-    write_kafka_config
-    format_kafka_storage
-    kafka_java_cmd
-    printf '\n===== %s starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$KAFKA_STDOUT"
-    spawn "$KAFKA_PIDFILE" "$KAFKA_STDOUT" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_CONFIG"
-    say "kafka: started (pid $(<"$KAFKA_PIDFILE")), log $KAFKA_LOG"
+    check_tls_settings
+    kafka_unit "$1"
+    mkdir -p "$K_STATE"
+    [[ $1 == kafka ]] || printf '%s\n' "$KAFKA_BROKERS" >"$KAFKA_CLUSTER_DIR/brokers"
+    write_kafka_config "$1"
+    format_kafka_storage "$1"
+    kafka_java_cmd "$K_LOG4J"
+    printf '\n===== %s starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$K_STDOUT"
+    SPAWN_CGROUP=$(node_cgroup "$1") spawn "$K_PIDFILE" "$K_STDOUT" "${KAFKA_JAVA[@]}" kafka.Kafka "$K_CONFIG"
+    say "$(label "$1"): started (pid $(<"$K_PIDFILE")), log $K_LOG"
+}
+
+# SCRAM credentials live in the cluster's metadata, so they are made once the broker runs, with Kafka's own
+# kafka-configs tool (kafka.admin.ConfigCommand), through the PLAINTEXT listener; again only when the user list
+# changed. PLAIN users need nothing more: they are in the listener's configuration.
+ensure_scram_users() {
+    [[ -n $SASL_SSL_PORT && -n $SASL_USERS ]] || return 0
+    local unit marker want name password mechanism tools_log4j
+    unit=$(kafka_units | head -n 1)
+    kafka_unit "$unit"
+    marker=$K_STATE/../scram-users.sha256
+    [[ $unit == kafka ]] && marker=$K_STATE/scram-users.sha256
+    want=$(printf '%s' "$SASL_USERS" | cksum | cut -d' ' -f1)
+    [[ $(cat "$marker" 2>/dev/null || true) == "$want" ]] && return 0
+    tools_log4j=$STACK_DIR/kafka-tools-log4j2.properties
+    printf 'status = warn\nappender.err.type = Console\nappender.err.name = ERR\nappender.err.target = SYSTEM_ERR\nappender.err.layout.type = PatternLayout\nappender.err.layout.pattern = %%p %%m%%n\nrootLogger.level = WARN\nrootLogger.appenderRef.err.ref = ERR\n' >"$tools_log4j"
+    kafka_java_cmd "$tools_log4j"
+    # One mechanism per call: the broker refuses two credentials of one user in one request.
+    while read -r name password; do
+        [[ -n $name ]] || continue
+        for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+            if ! "${KAFKA_JAVA[@]}" kafka.admin.ConfigCommand --bootstrap-server "$HOST:$K_PORT" --alter \
+                --add-config "$mechanism=[password=$password]" --entity-type users --entity-name "$name" \
+                >>"$K_STDOUT" 2>&1; then
+                show_log_tail "$K_STDOUT"
+                die "kafka-configs could not create the $mechanism credentials of '$name' (see above)."
+            fi
+        done
+        say "kafka: SCRAM-SHA-256 and SCRAM-SHA-512 credentials of '$name' made (kafka-configs)"
+    done <<<"$(sasl_users)"
+    printf '%s\n' "$want" >"$marker"
+}
+
+# --- network cuts (nftables, matched by cgroup) ------------------------------------------------------------
+#
+# Each Kafka node starts in a cgroup v2 of its own (when running as root), so every socket it opens carries
+# that cgroup. `cut` then drops, in the output and input hooks of an nftables table of this stack, the
+# packets those sockets send and receive: on loopback, where every node shares 127.0.0.1, the cgroup is what
+# tells one node's traffic from another's (ports cannot: a node's outgoing connections use ephemeral ports).
+# `heal` deletes the table. Nothing else on the machine is touched.
+
+cgroup2_root() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts 2>/dev/null || true; }
+
+stack_tag() { printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1; }
+
+node_cgroup() { # unit -> its cgroup v2 directory (made when missing), empty where there can be none
+    ((EUID == 0)) || return 0
+    local root dir
+    root=$(cgroup2_root)
+    [[ -n $root && -w $root ]] || return 0
+    dir=$root/activity-stack-$(stack_tag)/$1
+    mkdir -p "$dir" 2>/dev/null || return 0
+    printf '%s' "$dir"
+}
+
+nft_cgroup_path() { # unit -> its cgroup as nft names it (relative to /sys/fs/cgroup, where nft looks)
+    local root rel
+    root=$(cgroup2_root)
+    [[ $root == /sys/fs/cgroup || $root == /sys/fs/cgroup/* ]] ||
+        die "nft resolves cgroup paths under /sys/fs/cgroup, but cgroup v2 is mounted at '${root:-nowhere}'."
+    rel=${root#/sys/fs/cgroup}
+    rel=${rel#/}
+    printf '%s' "${rel:+$rel/}activity-stack-$(stack_tag)/$1"
+}
+
+nft_table() { printf 'activity_stack_%s_%s' "$(stack_tag)" "$1"; } # unit
+
+unit_ports_csv() { # unit -> its ports, comma-separated (an nft set)
+    kafka_unit "$1"
+    printf '%s' "$K_PORT,$K_CONTROLLER_PORT${K_SASL_SSL_PORT:+,$K_SASL_SSL_PORT}${K_SSL_PORT:+,$K_SSL_PORT}"
+}
+
+is_cut() { command -v nft >/dev/null 2>&1 && nft list table inet "$(nft_table "$1")" >/dev/null 2>&1; }
+
+cmd_cut() { # unit all|peers
+    local unit=$1 mode=$2 pid path rules peer peer_path own others=""
+    ((EUID == 0)) || die "cut needs root: it adds nftables rules."
+    command -v nft >/dev/null 2>&1 || die "cut needs nftables ('apt-get install nftables'): nft was not found."
+    pid=$(our_pid "$unit")
+    [[ -n $pid ]] || die "$(label "$unit") is not running."
+    grep -q "^0::/activity-stack-$(stack_tag)/$unit\$" "/proc/$pid/cgroup" 2>/dev/null ||
+        die "$(label "$unit") (pid $pid) was not started in its own cgroup (cgroup v2 not writable when it started?), so its packets cannot be told apart; restart it with 'down' and 'up'."
+    path=$(nft_cgroup_path "$unit")
+    if [[ $mode == all ]]; then
+        rules="chain output { type filter hook output priority -10; policy accept; socket cgroupv2 level 2 \"$path\" counter drop; }
+  chain input { type filter hook input priority -10; policy accept; socket cgroupv2 level 2 \"$path\" counter drop; }"
+    else
+        ((KAFKA_BROKERS > 1)) || die "cut ... peers needs a cluster: a single broker has no peers."
+        own=$(unit_ports_csv "$unit")
+        local out="" in=""
+        while read -r peer; do
+            [[ $peer == "$unit" ]] && continue
+            others+="${others:+,}$(unit_ports_csv "$peer")"
+            peer_path=$(nft_cgroup_path "$peer")
+            out+=" socket cgroupv2 level 2 \"$peer_path\" tcp dport { $own } counter drop;"
+            in+=" socket cgroupv2 level 2 \"$peer_path\" tcp sport { $own } counter drop;"
+        done <<<"$(kafka_units)"
+        rules="chain output { type filter hook output priority -10; policy accept; socket cgroupv2 level 2 \"$path\" tcp dport { $others } counter drop;$out }
+  chain input { type filter hook input priority -10; policy accept; socket cgroupv2 level 2 \"$path\" tcp sport { $others } counter drop;$in }"
+    fi
+    nft delete table inet "$(nft_table "$unit")" 2>/dev/null || true
+    if ! printf 'table inet %s {\n  %s\n}\n' "$(nft_table "$unit")" "$rules" | nft -f -; then
+        die "nft refused the rules that cut $(label "$unit") (see above)."
+    fi
+    if [[ $mode == all ]]; then
+        say "$(label "$unit"): cut off the network (every packet it sends or receives is dropped); 'bash scripts/stack.sh heal $(label "$unit")' heals"
+    else
+        say "$(label "$unit"): cut off from the other nodes (clients still reach it); 'bash scripts/stack.sh heal $(label "$unit")' heals"
+    fi
+}
+
+cmd_heal() { # [unit]: none heals every cut of this stack
+    command -v nft >/dev/null 2>&1 || return 0
+    local table
+    if [[ -n ${1:-} ]]; then
+        if nft delete table inet "$(nft_table "$1")" 2>/dev/null; then say "$(label "$1"): healed"; else say "$(label "$1"): was not cut"; fi
+        return 0
+    fi
+    while read -r table; do
+        [[ -n $table ]] || continue
+        nft delete table inet "$table" && say "removed the cut $table"
+    done <<<"$(nft list tables 2>/dev/null | awk -v p="activity_stack_$(stack_tag)_" '$2 == "inet" && index($3, p) == 1 { print $3 }')"
+}
+
+remove_cgroups() { # once the stack is down: its empty cgroups go
+    local root dir
+    root=$(cgroup2_root)
+    [[ -n $root ]] || return 0
+    dir=$root/activity-stack-$(stack_tag)
+    [[ -d $dir ]] || return 0
+    rmdir "$dir"/* "$dir" 2>/dev/null || true
 }
 
 # --- FerretDB ----------------------------------------------------------------------------------------------
@@ -649,10 +1001,13 @@ start_postgres() {
 }
 
 # --- up / down / kill / status -----------------------------------------------------------------------------
+#
+# A unit is what one process serves: kafka (the single broker) or kafka1, kafka2... (the nodes of a cluster),
+# mongo, postgres.
 
 service_port() {
     case $1 in
-    kafka) printf '%s' "$KAFKA_PORT" ;;
+    kafka*) kafka_unit "$1" && printf '%s' "$K_PORT" ;;
     mongo) printf '%s' "$MONGO_PORT" ;;
     postgres) printf '%s' "$POSTGRES_PORT" ;;
     esac
@@ -660,7 +1015,7 @@ service_port() {
 
 service_ports() { # every port it listens on
     case $1 in
-    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    kafka*) unit_ports_csv "$1" | tr ',' '\n' ;;
     *) service_port "$1" ;;
     esac
 }
@@ -668,6 +1023,7 @@ service_ports() { # every port it listens on
 service_port_variable() {
     case $1 in
     kafka) printf 'KAFKA_PORT' ;;
+    kafka*) printf 'KAFKA_PORT (node N listens on KAFKA_PORT + %s*(N-1))' "$KAFKA_NODE_PORT_STEP" ;;
     mongo) printf 'MONGO_PORT' ;;
     postgres) printf 'POSTGRES_PORT' ;;
     esac
@@ -675,7 +1031,7 @@ service_port_variable() {
 
 service_state() { # its directory under STACK_DIR
     case $1 in
-    kafka) printf '%s' "$KAFKA_STATE" ;;
+    kafka*) kafka_unit "$1" && printf '%s' "$K_STATE" ;;
     mongo) printf '%s' "$MONGO_STATE" ;;
     postgres) printf '%s' "$POSTGRES_STATE" ;;
     esac
@@ -683,7 +1039,7 @@ service_state() { # its directory under STACK_DIR
 
 service_pidfile() {
     case $1 in
-    kafka) printf '%s' "$KAFKA_PIDFILE" ;;
+    kafka*) kafka_unit "$1" && printf '%s' "$K_PIDFILE" ;;
     mongo) printf '%s' "$MONGO_PIDFILE" ;;
     postgres) printf '%s' "$POSTGRES_PIDFILE" ;;
     esac
@@ -691,7 +1047,7 @@ service_pidfile() {
 
 service_log() { # the main log
     case $1 in
-    kafka) printf '%s' "$KAFKA_LOG" ;;
+    kafka*) kafka_unit "$1" && printf '%s' "$K_LOG" ;;
     mongo) printf '%s' "$MONGO_LOG" ;;
     postgres) printf '%s' "$POSTGRES_LOG" ;;
     esac
@@ -699,29 +1055,41 @@ service_log() { # the main log
 
 service_logs() { # every log worth showing when it fails
     case $1 in
-    kafka) printf '%s\n' "$KAFKA_LOG" "$KAFKA_STDOUT" ;;
+    kafka*) kafka_unit "$1" && printf '%s\n' "$K_LOG" "$K_STDOUT" ;;
     mongo) printf '%s\n' "$MONGO_LOG" ;;
     postgres) printf '%s\n' "$POSTGRES_LOG" ;;
     esac
 }
 
-service_setting() { # the line `up` prints for it
+service_settings() { # service (kafka, mongo, postgres) -> the lines `up` prints for it
     case $1 in
-    kafka) printf 'KAFKA_BOOTSTRAP_SERVERS=%s:%s' "$HOST" "$KAFKA_PORT" ;;
-    mongo) printf 'MONGODB_URI=mongodb://%s:%s' "$HOST" "$MONGO_PORT" ;;
-    postgres) printf 'POSTGRES_DSN=postgresql://%s@%s:%s/%s' "$POSTGRES_ROLE" "$HOST" "$POSTGRES_PORT" "$POSTGRES_DB" ;;
+    kafka)
+        printf 'KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(kafka_bootstrap)"
+        if ((KAFKA_BROKERS > 1)); then
+            kafka_replication
+            printf 'KAFKA_REPLICATION_FACTOR=%s\nKAFKA_MIN_INSYNC_REPLICAS=%s\n' "$K_RF" "$K_MIN_ISR"
+        fi
+        ;;
+    mongo) printf 'MONGODB_URI=mongodb://%s:%s\n' "$HOST" "$MONGO_PORT" ;;
+    postgres) printf 'POSTGRES_DSN=postgresql://%s@%s:%s/%s\n' "$POSTGRES_ROLE" "$HOST" "$POSTGRES_PORT" "$POSTGRES_DB" ;;
     esac
 }
 
-probe() { # service -> 0 when it answers its protocol (PostgreSQL: as the application role, to its database)
-    python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2
+probe() { # unit -> 0 when it answers its protocol (PostgreSQL: as the application role, to its database; a
+    # cluster node: once it is registered and unfenced, i.e. listed in its own metadata)
+    local -a node=()
+    [[ $1 == kafka[0-9]* ]] && node=(--node-id "${1#kafka}")
+    python3 "$PROBE" "${1%%[0-9]*}" "$HOST:$(service_port "$1")" --timeout 2 "${node[@]}"
 }
 
-probe_reason() { # service -> why the probe fails, in the probe's words
-    python3 "$PROBE" "$1" "$HOST:$(service_port "$1")" --timeout 2 --verbose 2>&1 >/dev/null | sed 's/^[^ ]* [^ ]*: //'
+probe_reason() { # unit -> why the probe fails, in the probe's words
+    local -a node=()
+    [[ $1 == kafka[0-9]* ]] && node=(--node-id "${1#kafka}")
+    python3 "$PROBE" "${1%%[0-9]*}" "$HOST:$(service_port "$1")" --timeout 2 --verbose "${node[@]}" 2>&1 >/dev/null |
+        sed 's/^[^ ]* [^ ]*: //'
 }
 
-foreign_hint() { # service port -> advice when a process this script did not start holds the port
+foreign_hint() { # unit port -> advice when a process this script did not start holds the port
     [[ $1 == postgres ]] || return 0
     local version name port status
     while read -r version name port status; do
@@ -731,8 +1099,8 @@ foreign_hint() { # service port -> advice when a process this script did not sta
     done <<<"$(debian_clusters)"
 }
 
-# Waits until the service answers its protocol. $2 is the pid to watch ("" for a process that is not ours).
-wait_ready() { # service pid timeout
+# Waits until the unit answers its protocol. $2 is the pid to watch ("" for a process that is not ours).
+wait_ready() { # unit pid timeout
     local service=$1 pid=$2 timeout=$3 start logs
     start=$(date +%s)
     while ! probe "$service"; do
@@ -740,35 +1108,39 @@ wait_ready() { # service pid timeout
             mapfile -t logs < <(service_logs "$service")
             show_log_tail "${logs[@]}"
             rm -f "$(service_pidfile "$service")"
-            die "$service exited while starting (pid $pid); its log is above. Fix the cause and run 'bash scripts/stack.sh up $service' again."
+            die "$(label "$service") exited while starting (pid $pid); its log is above. Fix the cause and run 'bash scripts/stack.sh up $(label "$service")' again."
         fi
         if (($(date +%s) - start >= timeout)); then
             if [[ -n $pid ]]; then
                 mapfile -t logs < <(service_logs "$service")
                 show_log_tail "${logs[@]}"
-                die "$service did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above; last answer: $(probe_reason "$service")). Try 'bash scripts/stack.sh down $service && bash scripts/stack.sh up $service'; if it keeps failing, remove $(service_state "$service") (its data is lost) and run up again."
+                local quorum=""
+                [[ $service == kafka[0-9]* ]] && quorum=" A node of a cluster answers only once a majority of the nodes ($((KAFKA_BROKERS / 2 + 1)) of $KAFKA_BROKERS) run: start the others too ('bash scripts/stack.sh up kafka')."
+                die "$(label "$service") did not answer on $HOST:$(service_port "$service") within ${timeout}s (pid $pid still running; log above; last answer: $(probe_reason "$service")).$quorum Try 'bash scripts/stack.sh down $(label "$service") && bash scripts/stack.sh up $(label "$service")'; if it keeps failing, remove $(service_state "$service") (its data is lost) and run up again."
             fi
             local holder
             holder=$(port_holder "$(service_port "$service")")
-            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as this stack's $service ($(probe_reason "$service")).$(foreign_hint "$service" "$(service_port "$service")") Stop it, or use another port ($(service_port_variable "$service")=...)."
+            die "$HOST:$(service_port "$service") is taken by a process this script did not start${holder:+ ($holder)}, and it does not answer as this stack's $(label "$service") ($(probe_reason "$service")).$(foreign_hint "$service" "$(service_port "$service")") Stop it, or use another port ($(service_port_variable "$service")=...)."
         fi
         sleep 0.5
     done
 }
 
-up_service() { # service -> sets RESULT[service]: started / reused / reused (not ours)
+# Starts the unit when it is not running; the waiting is done after every unit was started, since the nodes
+# of a cluster answer only once a majority of them runs. Sets RESULT[unit] and, for a process to wait for,
+# WAIT[unit] (its pid).
+up_service() { # unit
     local service=$1 port pid
     port=$(service_port "$service")
     pid=$(our_pid "$service")
     if [[ -n $pid ]]; then
-        if probe "$service"; then
-            say "$service: already running (pid $pid) on $HOST:$port"
-            RESULT[$service]=reused
-            return 0
-        fi
-        say "$service: process $pid is up but not answering yet; waiting..."
-        wait_ready "$service" "$pid" "$WAIT_TIMEOUT"
         RESULT[$service]=reused
+        if probe "$service"; then
+            say "$(label "$service"): already running (pid $pid) on $HOST:$port"
+        else
+            say "$(label "$service"): process $pid is up but not answering yet; waiting..."
+            WAIT[$service]=$pid
+        fi
         return 0
     fi
     if port_answers "$port"; then
@@ -779,12 +1151,17 @@ up_service() { # service -> sets RESULT[service]: started / reused / reused (not
         RESULT[$service]="reused (not ours)"
         return 0
     fi
-    if [[ $service == kafka ]] && port_answers "$KAFKA_CONTROLLER_PORT"; then
-        die "the Kafka controller port $HOST:$KAFKA_CONTROLLER_PORT is taken by another process ($(port_holder "$KAFKA_CONTROLLER_PORT")). Stop it or set KAFKA_CONTROLLER_PORT."
+    if [[ $service == kafka* ]]; then
+        kafka_unit "$service"
+        local other
+        for other in "$K_CONTROLLER_PORT" $K_SASL_SSL_PORT $K_SSL_PORT; do
+            ! port_answers "$other" ||
+                die "port $HOST:$other of $(label "$service") is taken by another process ($(port_holder "$other")). Stop it or choose other ports (KAFKA_CONTROLLER_PORT, STACK_KAFKA_SASL_SSL_PORT, STACK_KAFKA_SSL_PORT)."
+        done
     fi
-    "start_$service"
+    "start_${service%%[0-9]*}" "$service"
     # The pid just recorded, not our_pid: a server that already crashed must be reported as a crash.
-    wait_ready "$service" "$(<"$(service_pidfile "$service")")" "$WAIT_TIMEOUT"
+    WAIT[$service]=$(<"$(service_pidfile "$service")")
     RESULT[$service]=started
 }
 
@@ -794,14 +1171,29 @@ cmd_up() {
     need_python
     mkdir -p "$STACK_DIR"
     lock_stack
-    declare -gA RESULT=()
+    declare -gA RESULT=() WAIT=()
+    if [[ " ${SERVICES[*]} " == *" kafka"* ]]; then check_kafka_layout; fi
     for service in "${SERVICES[@]}"; do
         up_service "$service"
     done
+    for service in "${SERVICES[@]}"; do
+        [[ -n ${WAIT[$service]:-} ]] && wait_ready "$service" "${WAIT[$service]}" "$WAIT_TIMEOUT"
+    done
+    if [[ " ${SERVICES[*]} " == *" kafka"* ]]; then ensure_scram_users; fi
     local summary=""
-    for service in "${SERVICES[@]}"; do summary+="${summary:+, }$service ${RESULT[$service]}"; done
+    for service in "${SERVICES[@]}"; do summary+="${summary:+, }$(label "$service") ${RESULT[$service]}"; done
     say "ready in $(elapsed_since "$start") ($summary; state in $STACK_DIR)"
-    for service in "${SERVICES[@]}"; do service_setting "$service" && echo; done
+    if [[ " ${SERVICES[*]} " == *" kafka"* ]]; then
+        kafka_unit "$(kafka_units | head -n 1)"
+        local nodes=""
+        ((KAFKA_BROKERS == 1)) || nodes=" (node N: + $KAFKA_NODE_PORT_STEP*(N-1))"
+        [[ -z $K_SASL_SSL_PORT ]] || say "kafka: SASL_SSL listener on $HOST:$K_SASL_SSL_PORT$nodes"
+        [[ -z $K_SSL_PORT ]] || say "kafka: SSL listener (client certificates required) on $HOST:$K_SSL_PORT$nodes"
+    fi
+    for service in kafka mongo postgres; do
+        [[ " ${SERVICES[*]} " == *" $service"* ]] && service_settings "$service"
+    done
+    return 0
 }
 
 # The process and, for PostgreSQL, its children (each backend and worker is a child of the postmaster, in a
@@ -852,7 +1244,7 @@ stop_pid() { # service pid
     kill -"$(stop_signal "$service")" "$pid" 2>/dev/null || return 0
     while alive "$pid"; do
         if ((waited >= STOP_TIMEOUT * 10)); then
-            warn "$service (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+            warn "$(label "$service") (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
             kill_tree "$service" "$pid"
             return 0
         fi
@@ -861,9 +1253,10 @@ stop_pid() { # service pid
     done
 }
 
-wait_ports_free() { # service -> 0 when its ports are free
+wait_ports_free() { # unit -> 0 when its ports are free
     local service=$1 port holder rc=0
     while read -r port; do
+        [[ -n $port ]] || continue
         for _ in 1 2 3 4 5 6 7 8 9 10; do
             port_answers "$port" || continue 2
             sleep 0.5
@@ -875,42 +1268,79 @@ wait_ports_free() { # service -> 0 when its ports are free
     return "$rc"
 }
 
-down_service() { # service -> 0 when its ports are free afterwards
+down_service() { # unit -> 0 when its ports are free afterwards
     local service=$1 pid pidfile start
     start=$(now)
     pidfile=$(service_pidfile "$service")
     pid=$(our_pid "$service")
     if [[ -n $pid ]]; then
         stop_pid "$service" "$pid"
-        say "$service: stopped (pid $pid) in $(elapsed_since "$start")"
+        say "$(label "$service"): stopped (pid $pid) in $(elapsed_since "$start")"
     else
-        say "$service: not running (no live process recorded in $pidfile)"
+        say "$(label "$service"): not running (no live process recorded in $pidfile)"
     fi
     rm -f "$pidfile"
     wait_ports_free "$service"
 }
 
-kill_service() { # service -> 0 when its ports are free afterwards
+kill_service() { # unit -> 0 when its ports are free afterwards
     local service=$1 pid pidfile
     pidfile=$(service_pidfile "$service")
     pid=$(our_pid "$service")
     if [[ -n $pid ]]; then
         kill_tree "$service" "$pid"
-        say "$service: killed (SIGKILL, pid $pid); its data is kept: 'bash scripts/stack.sh up $service' starts it again"
+        say "$(label "$service"): killed (SIGKILL, pid $pid); its data is kept: 'bash scripts/stack.sh up $(label "$service")' starts it again"
     else
-        say "$service: not running (no live process recorded in $pidfile)"
+        say "$(label "$service"): not running (no live process recorded in $pidfile)"
     fi
     rm -f "$pidfile"
     wait_ports_free "$service"
+}
+
+# The nodes of a cluster get their SIGTERM together: stopped one by one, each would first hand its partitions
+# to the others (controlled shutdown) only for the next to do the same, and the last would wait for a quorum
+# that is gone.
+down_cluster() { # units... -> 0 when their ports are free afterwards
+    local service pid start rc=0
+    local -A pids=()
+    start=$(now)
+    for service in "$@"; do
+        pid=$(our_pid "$service")
+        if [[ -n $pid ]]; then
+            pids[$service]=$pid
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for service in "$@"; do
+        if [[ -n ${pids[$service]:-} ]]; then
+            stop_pid "$service" "${pids[$service]}"
+            say "$(label "$service"): stopped (pid ${pids[$service]}) in $(elapsed_since "$start")"
+        else
+            say "$(label "$service"): not running (no live process recorded in $(service_pidfile "$service"))"
+        fi
+        rm -f "$(service_pidfile "$service")"
+        wait_ports_free "$service" || rc=1
+    done
+    return "$rc"
 }
 
 cmd_down() { # down | kill
     mkdir -p "$STACK_DIR"
     lock_stack
     local rc=0 service
+    local -a nodes=()
     for service in "${SERVICES[@]}"; do
+        if [[ $1 == down && $service == kafka[0-9]* ]]; then nodes+=("$service"); fi
+    done
+    if ((${#nodes[@]} > 1)); then down_cluster "${nodes[@]}" || rc=1; fi
+    for service in "${SERVICES[@]}"; do
+        ((${#nodes[@]} > 1)) && [[ $service == kafka[0-9]* ]] && continue
         "$1_service" "$service" || rc=1
     done
+    if ((WHOLE_STACK)); then # nothing of this stack runs any more: no cut can be meant to last
+        cmd_heal
+        remove_cgroups
+    fi
     return "$rc"
 }
 
@@ -922,17 +1352,21 @@ cmd_status() {
         pid=$(our_pid "$service")
         port=$(service_port "$service")
         extra=""
-        [[ $service == kafka ]] && extra=" (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+        if [[ $service == kafka* ]]; then
+            kafka_unit "$service"
+            extra=" (controller $HOST:$K_CONTROLLER_PORT${K_SASL_SSL_PORT:+, SASL_SSL $K_SASL_SSL_PORT}${K_SSL_PORT:+, SSL $K_SSL_PORT})"
+            if is_cut "$service"; then extra+=" CUT"; fi
+        fi
         if [[ -n $pid ]]; then
             if probe "$service"; then state="running, ready"; else state="running, not answering yet"; fi
-            printf '  %-8s %-28s pid %-8s %s:%s%s  log %s\n' "$service" "$state" "$pid" "$HOST" "$port" "$extra" \
-                "$(service_log "$service")"
+            printf '  %-8s %-28s pid %-8s %s:%s%s  log %s\n' "$(label "$service")" "$state" "$pid" "$HOST" "$port" \
+                "$extra" "$(service_log "$service")"
         elif port_answers "$port"; then
             holder=$(port_holder "$port")
-            printf '  %-8s %-28s %s:%s is served by a process this script did not start%s\n' "$service" \
+            printf '  %-8s %-28s %s:%s is served by a process this script did not start%s\n' "$(label "$service")" \
                 "foreign" "$HOST" "$port" "${holder:+ ($holder)}"
         else
-            printf '  %-8s %-28s %s:%s%s\n' "$service" "stopped" "$HOST" "$port" "$extra"
+            printf '  %-8s %-28s %s:%s%s\n' "$(label "$service")" "stopped" "$HOST" "$port" "$extra"
         fi
     done
 }
@@ -949,11 +1383,29 @@ lock_stack() {
 }
 
 main() {
-    [[ $# -ge 1 && $# -le 2 ]] || usage
-    local action=$1
-    case ${2:-all} in
-    all) SERVICES=(kafka mongo postgres) ;;
-    kafka) SERVICES=(kafka) ;;
+    [[ $# -ge 1 && $# -le 4 ]] || usage
+    local action=$1 service=${2:-all} node=${3:-} mode=${4:-all} unit
+    [[ $node =~ ^[0-9]*$ ]] || usage
+    [[ -z $node || $service == kafka ]] || usage
+    resolve_kafka_brokers "$node"
+    local -a kafka=()
+    mapfile -t kafka < <(kafka_units)
+    if [[ -n $node ]]; then
+        if ((KAFKA_BROKERS == 1)); then
+            ((node == 1)) || die "kafka $node: this stack has a single Kafka broker (a cluster is STACK_KAFKA_BROKERS=3)."
+            kafka=(kafka)
+        else
+            ((node >= 1 && node <= KAFKA_BROKERS)) || die "kafka $node: the cluster has nodes 1 to $KAFKA_BROKERS."
+            kafka=("kafka$node")
+        fi
+    fi
+    WHOLE_STACK=0
+    case $service in
+    all)
+        SERVICES=("${kafka[@]}" mongo postgres)
+        WHOLE_STACK=1
+        ;;
+    kafka) SERVICES=("${kafka[@]}") ;;
     mongo | ferretdb) SERVICES=(mongo) ;;
     postgres | postgresql | pg) SERVICES=(postgres) ;;
     *) usage ;;
@@ -963,6 +1415,20 @@ main() {
     down) cmd_down down ;;
     kill) cmd_down kill ;;
     status) cmd_status ;;
+    cut)
+        [[ $service == kafka && -n $node && ($mode == all || $mode == peers) ]] || usage
+        mkdir -p "$STACK_DIR"
+        lock_stack
+        cmd_cut "${kafka[0]}" "$mode"
+        ;;
+    heal)
+        [[ $service == all || $service == kafka ]] || usage
+        if [[ $service == kafka ]]; then
+            for unit in "${kafka[@]}"; do cmd_heal "$unit"; done
+        else
+            cmd_heal
+        fi
+        ;;
     *) usage ;;
     esac
 }

@@ -2,6 +2,7 @@
 """Readiness probes for the local stack (scripts/stack.sh). Standard library only: runs before .venv exists.
 
     python3 scripts/stack_probe.py kafka HOST:PORT     # Metadata v1 request; ok when >= 1 broker is listed
+                                                       # (--node-id N: when broker N is among them)
     python3 scripts/stack_probe.py mongo HOST:PORT     # OP_MSG {ping: 1, $db: "admin"}; ok when ok == 1
     python3 scripts/stack_probe.py postgres HOST:PORT  # StartupMessage as --user to --database (default
                                                        # activity / activity_service); ok on ReadyForQuery
@@ -87,7 +88,9 @@ class _Reader:
         return self.data[start : self.pos].decode("utf-8", "replace")
 
 
-def probe_kafka(host: str, port: int, timeout: float) -> str:
+def probe_kafka(host: str, port: int, timeout: float, node_id: int | None = None) -> str:
+    """Ready: the broker lists at least one broker, or with ``node_id``, that one. A node of a cluster lists
+    itself only once the controller has registered and unfenced it: it then serves its partitions."""
     correlation_id = os.getpid() & 0x7FFFFFFF
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
@@ -103,13 +106,16 @@ def probe_kafka(host: str, port: int, timeout: float) -> str:
         raise ProbeError("the broker answered but lists no brokers yet (still starting)")
     brokers = []
     for _ in range(broker_count):
-        node_id = reader.take(">i")
+        broker_id = reader.take(">i")
         broker_host = reader.string()
         broker_port = reader.take(">i")
         reader.string()  # rack (nullable)
-        brokers.append(f"{node_id}@{broker_host}:{broker_port}")
+        brokers.append(f"{broker_id}@{broker_host}:{broker_port}")
     controller_id = reader.take(">i")
-    return f"brokers {', '.join(brokers)}; controller {controller_id}"
+    listed = f"brokers {', '.join(brokers)}; controller {controller_id}"
+    if node_id is not None and not any(b.startswith(f"{node_id}@") for b in brokers):
+        raise ProbeError(f"node {node_id} is not registered and unfenced yet ({listed})")
+    return listed
 
 
 # --- MongoDB wire protocol ---------------------------------------------------------------------------------
@@ -267,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database", default="activity_service", help="postgres: database (default activity_service)"
     )
+    parser.add_argument(
+        "--node-id", type=int, help="kafka: ready only once this node is listed (a node of a cluster)"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="say why on stderr")
     args = parser.parse_args(argv)
     try:
@@ -274,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.service == "postgres":
             detail = probe_postgres(host, port, args.timeout, args.user, args.database)
         elif args.service == "kafka":
-            detail = probe_kafka(host, port, args.timeout)
+            detail = probe_kafka(host, port, args.timeout, args.node_id)
         else:
             detail = probe_mongo(host, port, args.timeout)
     except (OSError, ProbeError, ValueError, struct.error) as exc:

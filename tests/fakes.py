@@ -114,11 +114,8 @@ class InMemoryRepository(ActivityRepository):
                 rejected[activity.key] = "refused by the fake"
             elif stored is not None:
                 duplicates += 1
-                if (
-                    None not in (activity.fingerprint, stored.fingerprint)
-                    and activity.fingerprint != stored.fingerprint
-                ):
-                    conflicts.append(activity.key)
+                if activity.fingerprint is not None and activity.fingerprint != stored.fingerprint:
+                    conflicts.append(activity.key)  # as the stores: also when the stored one has none
             else:
                 self.documents[activity.key] = activity
                 inserted += 1

@@ -26,8 +26,29 @@ class Event:
     ip_address: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored event as a ledger reads it: under which tenant, written by which key, with what."""
+
+    tenant: str
+    id: str
+    source: str | None
+    metadata: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The id, prefixed by its tenant outside ``default``: unique across tenants, alike on every store."""
+        return self.id if self.tenant == "default" else f"{self.tenant}/{self.id}"
+
+
 class StoredView(Protocol):
     def ids(self) -> list[str]: ...
+
+    def keys(self) -> list[str]:
+        """Every stored event's ``Entry.key``."""
+        ...
+
+    def entries(self) -> list[Entry]: ...
 
     def count(self) -> int: ...
 
@@ -73,6 +94,18 @@ class MongoView:
 
     def ids(self) -> list[str]:
         return [d["_id"] for d in self._db["activities"].find({}, projection={"_id": 1})]
+
+    def keys(self) -> list[str]:
+        return self.ids()  # outside `default` the service already stores the id as "tenant/id"
+
+    def entries(self) -> list[Entry]:
+        found = self._db["activities"].find({}, projection={"tenant": 1, "source": 1, "metadata": 1})
+        entries = []
+        for d in found:
+            tenant = d.get("tenant", "default")
+            event_id = d["_id"] if tenant == "default" else d["_id"].removeprefix(f"{tenant}/")
+            entries.append(Entry(tenant, event_id, d.get("source"), d.get("metadata") or {}))
+        return entries
 
     def count(self) -> int:
         return int(self._db["activities"].count_documents({}))
@@ -137,6 +170,15 @@ class PostgresView:
 
     def ids(self) -> list[str]:
         return [r["id"] for r in self._run("SELECT id FROM activities")]
+
+    def keys(self) -> list[str]:
+        return [
+            Entry(r["tenant"], r["id"], None, {}).key for r in self._run("SELECT tenant, id FROM activities")
+        ]
+
+    def entries(self) -> list[Entry]:
+        rows = self._run("SELECT tenant, id, source, metadata::text AS metadata FROM activities")
+        return [Entry(r["tenant"], r["id"], r["source"], json.loads(r["metadata"])) for r in rows]
 
     def count(self) -> int:
         rows = self._run("SELECT count(*) AS n FROM activities")

@@ -8,17 +8,25 @@ their own through the same door (``create_app(services=...)``, ``consumer_servic
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
-from activity_service.application.erase_users import ErasedUsers, GetErasure, RequestErasure, RunErasures
+from activity_service.application.erase_users import (
+    ErasedUsers,
+    GetErasure,
+    LiveErasures,
+    RequestErasure,
+    RunErasures,
+)
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -30,17 +38,25 @@ from activity_service.application.record_activity import RecordActivity
 from activity_service.application.record_batch import RecordBatch
 from activity_service.application.replay_activities import ReplayActivities
 from activity_service.application.resends import RecentContent
-from activity_service.domain.delivery import Settled
+from activity_service.domain.delivery import ReadBatch, Settled
+from activity_service.infrastructure.kafka.connection import (
+    ClientOptions,
+    KafkaUnreachable,
+    client_options,
+    explain,
+    start,
+)
 from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
 from activity_service.infrastructure.kafka.dead_letters import KafkaDeadLetterTopic
 from activity_service.infrastructure.kafka.publisher import KafkaEventPublisher
+from activity_service.infrastructure.kafka.replay import read_topic
 from activity_service.infrastructure.kafka.tail import KafkaTail
 from activity_service.infrastructure.kafka.topics import ensure_topics, partitions_of
 from activity_service.infrastructure.mongo.store import open_mongo_store
 from activity_service.infrastructure.observability.consumer import ConsumerMetrics
 from activity_service.infrastructure.postgres.store import open_postgres_store
 from activity_service.infrastructure.rate_limit import TokenBuckets
-from activity_service.infrastructure.settings import Settings
+from activity_service.infrastructure.settings import KafkaSettings, Settings
 from activity_service.infrastructure.store import Store
 from activity_service.infrastructure.system import SystemClock, Uuid7Ids
 
@@ -79,7 +95,8 @@ ServiceProvider = Callable[[], AbstractAsyncContextManager[ApiServices]]
 
 @asynccontextmanager
 async def api_services(settings: Settings, store: OpenStore = open_store) -> AsyncIterator[ApiServices]:
-    async with store(settings) as database, _producer(settings) as producer:
+    kafka = client_options(settings.kafka)
+    async with store(settings) as database, _producer(settings, kafka) as producer:
         publisher = KafkaEventPublisher(
             producer,
             settings.kafka.topic,
@@ -91,11 +108,13 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
             database.progress, settings.kafka.topic, partitions=settings.kafka.topic_partitions
         )
         clock, ids = SystemClock(), Uuid7Ids()
-        recent = RecentContent()  # one per process: a batch resend conflicts with a single event too
+        # One of each per process: a batch resend conflicts with a single event too; one erasure cache.
+        live_erasures = LiveErasures(database.erasures, clock)
+        recent = RecentContent(live_erasures)
         tail = KafkaTail(
-            partial(_feed_consumer, settings),
+            partial(_feed_consumer, settings, kafka),
             settings.kafka.topic,
-            partial(partitions_of, settings.kafka.bootstrap_servers, settings.kafka.topic),
+            partial(partitions_of, kafka, settings.kafka.topic),
             buffer_events=settings.stream.buffer_events,
             idle_seconds=settings.stream.idle_seconds,
         )
@@ -114,11 +133,11 @@ async def api_services(settings: Settings, store: OpenStore = open_store) -> Asy
                 get_activity=GetActivity(database.activities),
                 get_event_status=GetEventStatus(database.activities, database.dead_letters, freshness),
                 count_activities=CountActivities(database.counts, freshness),
-                follow_activities=FollowActivities(tail),
-                request_erasure=RequestErasure(database.erasures, ids, clock),
+                follow_activities=FollowActivities(tail, live_erasures),
+                request_erasure=RequestErasure(database.erasures, ids, clock, live_erasures),
                 get_erasure=GetErasure(database.erasures),
                 readiness=CheckReadiness(
-                    {"kafka": publisher.ping, database.kind: database.ping},
+                    {"kafka": partial(_kafka_ping, publisher, kafka), database.kind: database.ping},
                     timeout_seconds=settings.readiness.timeout_ms / 1000,
                 ),
             )
@@ -143,6 +162,20 @@ def rate_limiter(settings: Settings) -> TokenBuckets | None:
     return buckets
 
 
+def address_limiter(settings: Settings, publishable: bool) -> TokenBuckets | None:
+    """The buckets of publishable keys' client addresses (RATE_LIMIT_ADDRESS_*), where the keys' own
+    are (memory or Redis); None when no key is ``publishable`` or RATE_LIMIT_ENABLED is false."""
+    limits = settings.rate_limit
+    if not (limits.enabled and publishable):
+        return None
+    log.info(
+        "rate limit of publishable keys per client address: %g events/s, burst %d",
+        limits.address_events_per_second,
+        limits.address_burst,
+    )
+    return TokenBuckets(limits.address_events_per_second, limits.address_burst, limits.storage_uri)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerServices:
     store: str
@@ -161,15 +194,16 @@ async def consumer_service(
     store: OpenStore = open_store,
 ) -> AsyncIterator[ConsumerServices]:
     kafka = settings.kafka
+    options = client_options(kafka)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **options,
         group_id=kafka.consumer_group,
         client_id=f"{kafka.client_id}-consumer",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.consumer.max_batch_records,
     )
-    async with store(settings) as database, _producer(settings) as producer:
+    async with store(settings) as database, _producer(settings, options) as producer:
         expires_by_itself = await database.apply_retention(settings.retention.days)
         clock = SystemClock()
         persist = PersistActivities(
@@ -191,7 +225,7 @@ async def consumer_service(
             on_batch=on_batch,
         )
         consumer.subscribe([kafka.topic], listener=loop.rebalance_listener())
-        await consumer.start()
+        await start(consumer, options)
         try:
             purge = None
             if not expires_by_itself:
@@ -204,11 +238,24 @@ async def consumer_service(
             await consumer.stop()  # leaves the group, so the partitions move on at once
 
 
+class ReadTopic:
+    """Reads a topic of the configured cluster, from ``start`` to ``end`` (see ``read_topic``)."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._options = options
+
+    def __call__(
+        self, topic: str, *, start: datetime | None, end: datetime | None
+    ) -> AsyncIterator[ReadBatch]:
+        return read_topic(self._options, topic, start=start, end=end)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayServices:
     store: str
     """Where it stores, for the logs: the server and the database."""
     replay: ReplayActivities
+    read: ReadTopic
 
 
 @asynccontextmanager
@@ -217,13 +264,23 @@ async def replay_service(settings: Settings, store: OpenStore = open_store) -> A
         yield ReplayServices(
             f"{database.server}, {database.where}",
             ReplayActivities(database.activities, database.dead_letters, ErasedUsers(database.erasures)),
+            ReadTopic(client_options(settings.kafka)),
         )
 
 
-def _feed_consumer(settings: Settings) -> AIOKafkaConsumer:
+async def _kafka_ping(publisher: KafkaEventPublisher, options: ClientOptions) -> None:
+    """Readiness: the producer reaches the cluster; when it does not, the reason in words (a rotated
+    password, an untrusted certificate, a broker that is down), for the log."""
+    try:
+        await publisher.ping()
+    except KafkaError as exc:
+        raise KafkaUnreachable(await explain(options, timeout_seconds=1.5)) from exc
+
+
+def _feed_consumer(settings: Settings, options: ClientOptions) -> AIOKafkaConsumer:
     """A consumer of no group, for the live tail: it reads, commits nothing, disturbs no consumer."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **options,
         group_id=None,
         client_id=f"{settings.kafka.client_id}-tail",
         enable_auto_commit=False,
@@ -232,31 +289,49 @@ def _feed_consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
+def topic_configs(kafka: KafkaSettings) -> dict[str, str]:
+    """The configs of the topics the service creates: min.insync.replicas always (the durability of a
+    202 must not depend on a broker default), retention.ms when KAFKA_RETENTION_HOURS is set."""
+    configs = {"min.insync.replicas": str(kafka.topic_min_insync_replicas)}
+    if kafka.retention_hours:
+        configs["retention.ms"] = str(-1 if kafka.retention_hours < 0 else kafka.retention_hours * 3_600_000)
+    return configs
+
+
 @asynccontextmanager
-async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    """Creates the topics when missing, then one idempotent producer that waits for all replicas."""
+async def _producer(
+    settings: Settings, options: Mapping[str, Any] | None = None
+) -> AsyncIterator[AIOKafkaProducer]:
+    """Creates the topics when missing, then one idempotent producer that waits for all replicas. (The
+    bench opens one too, from its settings alone.)"""
     kafka = settings.kafka
+    options = client_options(kafka) if options is None else options
     try:
         await ensure_topics(
-            kafka.bootstrap_servers,
+            options,
             [kafka.topic, kafka.dead_letter_topic],
             kafka.topic_partitions,
             kafka.replication_factor,
+            topic_configs(kafka),
         )
+    except KafkaUnreachable:
+        raise
     except KafkaError as exc:
         raise RuntimeError(
-            f"cannot reach Kafka at {kafka.bootstrap_servers} ({exc}); is the broker running? "
-            "Locally: make stack-up. Elsewhere: check KAFKA_BOOTSTRAP_SERVERS."
+            f"Kafka at {kafka.bootstrap_servers} refused to create or describe the topics "
+            f"{kafka.topic!r} and {kafka.dead_letter_topic!r} ({exc}). Check the user's permissions (ACLs), "
+            "or create the topics beforehand."
         ) from exc
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **options,
         client_id=kafka.client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=kafka.producer_linger_ms,
         max_batch_size=kafka.producer_max_batch_bytes,
+        request_timeout_ms=kafka.producer_request_timeout_ms,
     )
-    await producer.start()
+    await start(producer, options)
     try:
         yield producer
     finally:

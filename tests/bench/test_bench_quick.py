@@ -31,6 +31,7 @@ SCENARIOS = [
     "11_stats",
     "12_live_tail",
     "13_ferretdb_postgresql",
+    "S_sdk_track",
 ]
 
 

@@ -122,9 +122,12 @@ class Deployment:
         self.log_files[process.pid] = self.logs / log_name
         return process
 
-    def start_api(self, wait: bool = True, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-        """An API process on a free port; unless ``wait`` is False, once /health/ready answers 200."""
-        port = free_port()
+    def start_api(
+        self, *, wait: bool = True, port: int | None = None, **env: str
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """An API process on ``port`` (default: a free one; the same one again for a restart at the same
+        address); unless ``wait`` is False, once /health/ready answers 200."""
+        port = port or free_port()
         process = self._spawn(["api", "--port", str(port)], f"api-{port}.log", self.env(**env))
         base_url = f"http://127.0.0.1:{port}"
         if wait:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,3 +99,26 @@ def test_overload_gets_503_at_once_and_memory_stays_bounded(deployment: Deployme
     assert codes.count(503) > 0, "the in-flight bound was never reached"
     assert codes.count(202) > 0
     assert after - before < 100 * 1024, f"RSS grew by {(after - before) // 1024} MiB"
+
+
+def test_gzip_bombs_are_413_and_the_api_never_holds_them(deployment: Deployment) -> None:
+    """10 MB of zeros in 10 KB of gzip (and deflate), sent to both routes, again and again: each is a 413
+    after inflating no more than the route's limit, and the API's RSS grows by a few MB at most."""
+    api_process, base_url = deployment.start_api()
+    bombs = {"gzip": gzip.compress(b"\0" * 10_000_000, 9), "deflate": zlib.compress(b"\0" * 10_000_000, 9)}
+    gzipped = gzip.compress(json.dumps({"userId": "u", "action": "zipped"}).encode())
+    with api(base_url, timeout=30) as http:
+        json_body = {"Content-Type": "application/json"}
+        taken = http.post(
+            "/api/activities", content=gzipped, headers={**json_body, "Content-Encoding": "gzip"}
+        )
+        assert taken.status_code == 202, taken.text  # and warms the path up
+        before = rss_kib(api_process.pid)
+        for _ in range(20):
+            for coding, bomb in bombs.items():
+                for path in ("/api/activities", "/api/activities/batch"):
+                    refused = http.post(path, content=bomb, headers={**json_body, "Content-Encoding": coding})
+                    assert refused.status_code == 413, refused.text
+                    assert refused.headers["content-type"] == "application/problem+json"
+        after = rss_kib(api_process.pid)
+    assert after - before < 8 * 1024, f"RSS grew by {(after - before) // 1024} MiB"

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.processes import Deployment, api, free_port, get, post, total, wait_until
+from tests.e2e.processes import API_KEY, Deployment, api, free_port, get, post, total, wait_until
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -95,6 +95,8 @@ class Collector(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str, str]] = []  # (service, trace id, span name)
+        self.values: list[str] = []
+        """Every string attribute value of every span."""
         super().__init__(("127.0.0.1", 0), _CollectorHandler)
 
     @property
@@ -117,6 +119,7 @@ class _CollectorHandler(BaseHTTPRequestHandler):
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     self.server.spans.append((service, span.trace_id.hex(), span.name))
+                    self.server.values += [a.value.string_value for a in span.attributes]
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.end_headers()
@@ -160,6 +163,26 @@ def test_one_trace_runs_from_the_request_through_kafka_to_the_stored_document(
     )
     names = {name for _, tid, name in collector.spans if tid == trace_id}
     assert {"activities publish", "activities process"} <= names
+
+
+def test_a_key_in_the_query_reaches_no_span_and_no_log_line(
+    deployment: Deployment, collector: Collector
+) -> None:
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    _, base_url = deployment.start_api(**tracing)
+    refused = httpx.post(
+        f"{base_url}/api/activities?x=1&key={API_KEY}", json={"userId": "t", "action": "a"}, timeout=30
+    )
+    assert refused.status_code == 400
+    wait_until(
+        lambda: any("key=[redacted]" in value for value in collector.values),
+        30,
+        "the request's span, its URL redacted",
+        logs=deployment.logs,
+    )
+    assert not [value for value in collector.values if API_KEY in value]
+    log = "\n".join(path.read_text(errors="replace") for path in deployment.logs.iterdir())
+    assert "key=[redacted]" in log and API_KEY not in log
 
 
 def test_logs_are_json_lines_carrying_the_request_id_the_response_echoed(deployment: Deployment) -> None:

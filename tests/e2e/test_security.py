@@ -95,6 +95,22 @@ def test_the_api_refuses_to_start_with_auth_on_and_no_keys(deployment: Deploymen
     assert secret not in malformed.stderr + malformed.stdout
 
 
+def test_the_api_refuses_to_start_with_a_publishable_key_that_could_read(deployment: Deployment) -> None:
+    secret = "pk-do-not-print-me-0123456789"
+    key = {
+        "name": "web",
+        "key": secret,
+        "scopes": ["activities:write", "activities:read"],
+        "publishable": True,
+        "origins": ["https://shop.example"],
+    }
+    refused = run_api(deployment, AUTH_API_KEYS=json.dumps([key]))
+    assert refused.returncode == 2
+    assert "publishable" in refused.stderr and "remove activities:read" in refused.stderr
+    assert secret not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
+
+
 UVICORN = str(Path(CLI).with_name("uvicorn"))
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from tests.conftest import Stack
 from tests.e2e.processes import Deployment
+from tests.faults.control import StackControl
 from tests.faults.ledger import CatchUp, Report, topic_census, wait_caught_up
-from tests.faults.traffic import Traffic
+from tests.faults.traffic import Attempt, Traffic
+from tests.stored import StoredView
 
 
 @contextmanager
@@ -31,19 +33,73 @@ def outage(stack: Stack, service: str) -> Iterator[dict[str, float]]:
         moments["up"] = time.monotonic()
 
 
+@contextmanager
+def crash(control: StackControl, service: str, node: int | None = None) -> Iterator[dict[str, float]]:
+    """SIGKILLs ``service`` (a Kafka node with ``node``) and always starts it again, like ``outage``:
+    ``stopping``, ``down`` (it is dead), then ``starting`` and ``up`` (it answers again)."""
+    moments = {"stopping": time.monotonic()}
+    try:
+        moments["down"] = control.kill(service, node)
+        yield moments
+    finally:
+        moments["starting"] = time.monotonic()
+        moments["up"] = control.up(service, node)
+
+
+def refusals(traffic: Traffic, since: float, until: float | None = None) -> list[Attempt]:
+    """Ingest attempts sent from ``since`` (to ``until``) that did not get a 202."""
+    return [
+        a
+        for a in list(traffic.attempts)
+        if a.sent >= since and (until is None or a.sent <= until) and a.status != 202
+    ]
+
+
+def window(traffic: Traffic, since: float, until: float | None = None) -> tuple[float, str]:
+    """The 503 window of the fault at ``since``: the longest stretch, from then on, during which requests
+    were sent and none of them was accepted, measured between the sending of the accepted requests on
+    either side (0 when nothing was refused). A fault that refuses some requests and accepts others
+    leaves a short window and many refusals; the report says both."""
+    attempts = sorted(
+        (a for a in list(traffic.attempts) if a.sent >= since and (until is None or a.sent <= until)),
+        key=lambda a: a.sent,
+    )
+    refused = [a for a in attempts if a.status != 202]
+    if not refused:
+        return 0.0, "none"
+    longest, start, seen_refusal = 0.0, since, False
+    for attempt in attempts:
+        if attempt.status != 202:
+            seen_refusal = True
+        elif seen_refusal:
+            longest, seen_refusal = max(longest, attempt.sent - start), False
+            start = attempt.sent
+        else:
+            start = attempt.sent
+    if seen_refusal:  # never accepted again within the observed span
+        longest = max(longest, attempts[-1].sent - start)
+    first, last = (f(a.sent for a in refused) - since for f in (min, max))
+    return longest, (
+        f"{longest:.1f}s without a 202 ({outcomes(refused)} in all, to requests sent {first:.1f}s to "
+        f"{last:.1f}s after the fault)"
+    )
+
+
 def group_of(deployment: Deployment) -> str:
     return f"{deployment.name}-group"
 
 
-def wait_stored(database: Any, ids: Collection[str], timeout: float) -> float | None:
-    """Seconds until every id in ``ids`` is stored, or None after ``timeout``."""
+def wait_stored(stored: StoredView, ids: Collection[str], timeout: float) -> float | None:
+    """Seconds until every event in ``ids`` (ledger keys) is stored, or None after ``timeout``. A store
+    that does not answer (it is being restarted) is asked again."""
     began = time.monotonic()
     wanted = set(ids)
     while time.monotonic() - began < timeout:
-        if database["activities"].count_documents({}) >= len(wanted):
-            stored = {d["_id"] for d in database["activities"].find({}, projection={"_id": 1})}
-            if wanted <= stored:
+        try:
+            if stored.count() >= len(wanted) and wanted <= set(stored.keys()):
                 return time.monotonic() - began
+        except Exception:  # the database is still coming back
+            pass
         time.sleep(0.25)
     return None
 
@@ -51,7 +107,7 @@ def wait_stored(database: Any, ids: Collection[str], timeout: float) -> float | 
 def finish(
     stack: Stack,
     deployment: Deployment,
-    database: Any,
+    stored: StoredView,
     traffic: Traffic,
     report: Report,
     *,
@@ -62,7 +118,7 @@ def finish(
     whole topic, and writes the ledger into the report."""
     traffic.drain(drain_timeout)
     catch = wait_caught_up(
-        stack, database, deployment.name, group_of(deployment), traffic.acked, catch_up_timeout
+        stack, stored, deployment.name, group_of(deployment), traffic.acked, catch_up_timeout
     )
     report.ledger = catch.ledger
     report.details.append(census(stack, deployment.name))

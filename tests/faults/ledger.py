@@ -6,6 +6,11 @@
 - **unexpected**: stored ids that were never acknowledged. Must be 0: the client retried every batch
   that got a 503 (with the same ids) until it was acknowledged, so an event that reached the topic
   after its 503 is acknowledged too.
+- **crossed**: events stored under a tenant (or a key, ``source``) other than the one that wrote them
+  (the writer's tenant and key name are in ``metadata``). Must be 0.
+
+Every count is also kept per tenant, ids being counted by ledger key (tenant and id), so two tenants that
+send the same ids must each end with their own copy of each.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from activity_service.infrastructure.kafka.codec import event_id_of
 from activity_service.infrastructure.kafka.topics import partitions_of
 from tests.conftest import Stack
+from tests.stored import StoredView
 
 
 @dataclass
@@ -32,24 +37,57 @@ class Ledger:
     lost: list[str]
     duplicated: list[str]
     unexpected: list[str]
+    crossed: list[str] = field(default_factory=list)
+    tenants: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per tenant: (acknowledged, stored)."""
 
     @property
     def exact(self) -> bool:
-        return not self.lost and not self.duplicated and not self.unexpected
+        return not self.lost and not self.duplicated and not self.unexpected and not self.crossed
+
+    def per_tenant(self) -> str:
+        lost, duplicated, unexpected = (
+            Counter(_tenant_of(k) for k in keys) for keys in (self.lost, self.duplicated, self.unexpected)
+        )
+        return "; ".join(
+            f"{t}: acknowledged {a}, stored {s}, lost {lost[t]}, duplicated {duplicated[t]}, "
+            f"unexpected {unexpected[t]}"
+            for t, (a, s) in sorted(self.tenants.items())
+        )
 
 
-def reconcile(database: Any, acknowledged: Collection[str]) -> Ledger:
-    documents = list(database["activities"].find({}, projection={"_id": 1, "metadata": 1}))
-    ids = {d["_id"] for d in documents}
-    metadata = [d.get("metadata") or {} for d in documents]
-    events = Counter((m.get("client"), m.get("seq")) for m in metadata)
+def reconcile(stored: StoredView, acknowledged: Collection[str]) -> Ledger:
+    """Read once the consumer has caught up (nothing is written between the two reads)."""
+    entries = stored.entries()
+    keys = {e.key for e in entries}
+    wanted = set(acknowledged)
+    events = Counter((e.tenant, e.metadata.get("client"), e.metadata.get("seq")) for e in entries)
+    tenants = {e.tenant for e in entries} | {_tenant_of(k) for k in wanted}
     return Ledger(
-        acknowledged=len(acknowledged),
-        stored=len(documents),
-        lost=sorted(set(acknowledged) - ids),
-        duplicated=sorted(f"{client}#{seq}" for (client, seq), n in events.items() if n > 1),
-        unexpected=sorted(ids - set(acknowledged)),
+        acknowledged=len(wanted),
+        stored=len(entries),
+        lost=sorted(wanted - keys),
+        duplicated=sorted(
+            ("" if t == "default" else f"{t}/") + f"{client}#{seq}"
+            for (t, client, seq), n in events.items()
+            if n > 1
+        ),
+        unexpected=sorted(keys - wanted),
+        crossed=sorted(
+            f"{e.key} (under {e.tenant}/{e.source}, "
+            f"written by {e.metadata.get('tenant')}/{e.metadata.get('key')})"
+            for e in entries
+            if e.metadata.get("tenant", e.tenant) != e.tenant or e.metadata.get("key", e.source) != e.source
+        ),
+        tenants={
+            t: (sum(_tenant_of(k) == t for k in wanted), sum(e.tenant == t for e in entries))
+            for t in sorted(tenants)
+        },
     )
+
+
+def _tenant_of(key: str) -> str:
+    return key.split("/", 1)[0] if "/" in key else "default"
 
 
 async def consumer_lag(stack: Stack, topic: str, group: str) -> int | None:
@@ -103,7 +141,7 @@ class CatchUp:
 
 
 def wait_caught_up(
-    stack: Stack, database: Any, topic: str, group: str, acknowledged: Collection[str], timeout: float
+    stack: Stack, stored: StoredView, topic: str, group: str, acknowledged: Collection[str], timeout: float
 ) -> CatchUp:
     """Waits until every acknowledged id is stored and the group has committed the whole topic (so
     nothing more can arrive), or ``timeout``. Returns how long it took and the final ledger."""
@@ -111,18 +149,25 @@ def wait_caught_up(
     deadline = began + timeout
     lag: int | None = None
     while True:
-        if database["activities"].count_documents({}) >= len(acknowledged):
+        if _count(stored) >= len(acknowledged):
             try:
                 lag = asyncio.run(consumer_lag(stack, topic, group))
             except Exception:  # the broker is restarting (another engineer's test): ask again
                 lag = None
             if lag == 0:
-                ledger = reconcile(database, acknowledged)
+                ledger = reconcile(stored, acknowledged)
                 if not ledger.lost:
                     return CatchUp(time.monotonic() - began, ledger, lag, True)
         if time.monotonic() > deadline:
-            return CatchUp(time.monotonic() - began, reconcile(database, acknowledged), lag, False)
+            return CatchUp(time.monotonic() - began, reconcile(stored, acknowledged), lag, False)
         time.sleep(0.25)
+
+
+def _count(stored: StoredView) -> int:
+    try:
+        return stored.count()
+    except Exception:  # the database is being restarted: ask again
+        return -1
 
 
 @dataclass
@@ -130,23 +175,30 @@ class Report:
     """One line per scenario, printed at the end of the run (and with the test's output)."""
 
     scenario: str
+    seed: int = 0
     ledger: Ledger | None = None
     recovery: str = "n/a"
+    window: str = "n/a"
+    """The 503 window: how long after the fault ingest answered anything but 202, and what."""
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def line(self) -> str:
+        seed = f"seed {self.seed}"
         if self.ledger is None:
-            return f"{self.scenario:<22} {'; '.join(self.details) or 'stopped early'} [{self.seconds:.0f}s]"
+            said = "; ".join(self.details) or "stopped early"
+            return f"{self.scenario:<22} {said}; {seed} [{self.seconds:.0f}s]"
         counts = (
             f"acknowledged {self.ledger.acknowledged}, stored {self.ledger.stored}, "
             f"lost {len(self.ledger.lost)}, duplicated {len(self.ledger.duplicated)}, "
-            f"unexpected {len(self.ledger.unexpected)}"
+            f"unexpected {len(self.ledger.unexpected)}, crossed tenants {len(self.ledger.crossed)}"
         )
+        if len(self.ledger.tenants) > 1:
+            counts += f" ({self.ledger.per_tenant()})"
         extra = "; ".join(self.details)
         return (
-            f"{self.scenario:<22} {counts}; recovery {self.recovery}{'; ' + extra if extra else ''} "
-            f"[{self.seconds:.0f}s]"
+            f"{self.scenario:<22} {counts}; recovery {self.recovery}; 503 window {self.window}"
+            f"{'; ' + extra if extra else ''}; {seed} [{self.seconds:.0f}s]"
         )
 
 
@@ -158,3 +210,12 @@ def assert_exact(ledger: Ledger) -> None:
     assert not ledger.unexpected, (
         f"{len(ledger.unexpected)} events stored that were never acknowledged, e.g. {ledger.unexpected[:5]}"
     )
+    assert not ledger.crossed, (
+        f"{len(ledger.crossed)} events stored under another tenant or key, e.g. {ledger.crossed[:5]}"
+    )
+
+
+def assert_both_tenants(tenants: dict[str, tuple[int, int]]) -> None:
+    """Two tenants wrote (the same ids): each has its events acknowledged and stored, and no third one."""
+    assert sorted(tenants) == ["acme", "globex"], f"tenants in the store: {sorted(tenants)}"
+    assert all(acknowledged > 0 for acknowledged, _ in tenants.values()), tenants

@@ -161,7 +161,9 @@ class Flood:
 
 class Prober:
     """Sends one small batch (ids of its own) every 200 ms in a background thread, and notes when a 202
-    came within ``prompt`` seconds: when the API is itself again."""
+    came within ``prompt`` seconds: when the API is itself again. As any client must, it resends a batch
+    that got no 202 (a 503 or no answer may still reach Kafka later) with the same ids until one comes,
+    also after being stopped (for up to 30 s): so every id it sent is acknowledged in the end."""
 
     def __init__(self, url: str, prefix: str, prompt: float = 1.0) -> None:
         self.url = url
@@ -179,7 +181,7 @@ class Prober:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(35)
+        self._thread.join(65)  # its last resends: 30 s, and one request of at most 30 s
 
     def prompt_since(self, moment: float) -> float | None:
         """Seconds from ``moment`` to the first prompt 202 after it."""
@@ -187,19 +189,29 @@ class Prober:
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, headers=AUTH_HEADERS, timeout=30) as client:
-            batch = 0
-            while not self._stop.is_set():
-                items = batch_items(self.prefix, batch, 2)
-                batch += 1
+            batch, unanswered = 0, None
+            give_up = float("inf")
+            while unanswered is not None or not self._stop.is_set():
+                if self._stop.is_set():
+                    give_up = min(give_up, time.monotonic() + 30)
+                    if time.monotonic() > give_up:
+                        break
+                items = unanswered or batch_items(self.prefix, batch, 2)
+                if unanswered is None:
+                    batch += 1
                 sent = time.monotonic()
                 try:
                     response = client.post(PATH, json={"activities": items})
                 except httpx.HTTPError:
+                    unanswered = items
                     continue
                 if response.status_code == 202:
                     acknowledge(response.json(), items, self.acked)
+                    unanswered = None
                     if time.monotonic() - sent <= self.prompt:
                         self.prompt_answers.append(time.monotonic())
+                else:
+                    unanswered = items
                 self._stop.wait(0.2)
 
 

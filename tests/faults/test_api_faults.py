@@ -1,20 +1,20 @@
-"""Faults of the API process: a SIGTERM under load, and more load than it can take."""
+"""Faults of the API process: a SIGTERM and a SIGKILL under load, and more load than it can take."""
 
 from __future__ import annotations
 
 import random
 import signal
 import time
-from typing import Any
 
 import pytest
 
 from tests.conftest import Stack
 from tests.e2e.processes import Deployment
-from tests.faults.harness import GRACE, census, finish, group_of, outcomes, settle
+from tests.faults.harness import GRACE, census, finish, group_of, outcomes, settle, window
 from tests.faults.ledger import Report, assert_exact, wait_caught_up
 from tests.faults.overload import Flood, Prober, RssSampler, rss_kib
 from tests.faults.traffic import Traffic
+from tests.stored import StoredView
 
 FLOOD_SECONDS = 3.0
 OVERLOAD_DEADLINE = 1.0
@@ -22,7 +22,7 @@ OVERLOAD_DEADLINE = 1.0
 
 @pytest.mark.scenario("4 API SIGTERM")
 def test_api_sigterm_under_load_completes_or_fails_in_flight_requests_and_loses_nothing(
-    deployment: Deployment, stack: Stack, database: Any, report: Report, rng: random.Random
+    deployment: Deployment, stack: Stack, stored: StoredView, report: Report, rng: random.Random
 ) -> None:
     """Two API replicas behind a (client-side) balancer; one gets SIGTERM while it has requests in flight.
     Those complete with 202 (and are stored) or fail (and the client retries them on the other one)."""
@@ -32,19 +32,14 @@ def test_api_sigterm_under_load_completes_or_fails_in_flight_requests_and_loses_
     traffic = Traffic([url_a, url_b], rate=4000, batch_size=200, workers=6).start()
     time.sleep(rng.uniform(2, 4))
     # SIGTERM while it has requests in flight: two if that comes within 5 s, else one.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if traffic.in_flight(url_a) >= (2 if time.monotonic() < deadline - 5 else 1):
-            break
-        time.sleep(0.001)
-    in_flight_at_signal = traffic.in_flight(url_a)
+    in_flight_at_signal = signal_with_requests_in_flight(traffic, url_a)
     signalled = time.monotonic()
     doomed.send_signal(signal.SIGTERM)
     code = doomed.wait(30)
     exited = time.monotonic() - signalled
     traffic.set_urls([url_b])  # the balancer takes the stopped replica out
     time.sleep(2)
-    catch = finish(stack, deployment, database, traffic, report)
+    catch = finish(stack, deployment, stored, traffic, report)
 
     at_a = [a for a in traffic.attempts if a.url == url_a]
     in_flight = [a for a in at_a if a.sent < signalled < a.answered]
@@ -68,9 +63,59 @@ def test_api_sigterm_under_load_completes_or_fails_in_flight_requests_and_loses_
     assert {a.status for a in at_a} <= {202, 503, None}, outcomes(at_a)
 
 
+def signal_with_requests_in_flight(traffic: Traffic, url: str) -> int:
+    """Waits (at most 10 s) until ``url`` has two requests in flight (one after 5 s); returns how many."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if traffic.in_flight(url) >= (2 if time.monotonic() < deadline - 5 else 1):
+            break
+        time.sleep(0.001)
+    return traffic.in_flight(url)
+
+
+@pytest.mark.scenario("4b API SIGKILL")
+def test_api_sigkilled_with_requests_in_flight_every_202_is_stored_and_the_rest_is_resent(
+    deployment: Deployment, stack: Stack, stored: StoredView, report: Report, rng: random.Random
+) -> None:
+    """Two replicas; one is SIGKILLed (the OOM killer, a node lost) while it has requests in flight: no
+    graceful anything. Its clients get no answer for those, and resend them (same ids) to the other;
+    every 202 a client did receive, from either, is stored, once."""
+    deployment.start_consumer()
+    doomed, url_a = deployment.start_api()
+    _, url_b = deployment.start_api()
+    traffic = Traffic([url_a, url_b], rate=4000, batch_size=200, workers=6).start()
+    time.sleep(rng.uniform(2, 4))
+    in_flight_at_signal = signal_with_requests_in_flight(traffic, url_a)
+    killed = time.monotonic()
+    doomed.send_signal(signal.SIGKILL)
+    code = doomed.wait(10)
+    traffic.set_urls([url_b])  # the balancer takes the dead replica out
+    time.sleep(2)
+    catch = finish(stack, deployment, stored, traffic, report)
+
+    at_a = [a for a in traffic.attempts if a.url == url_a]
+    in_flight = [a for a in at_a if a.sent < killed < a.answered]
+    unanswered = {a.batch for a in at_a if a.status is None}
+    resent = [a for a in traffic.attempts if a.batch in unanswered and a.url == url_b]
+    acked_by_a = sum(1 for a in at_a if a.status == 202)
+    report.recovery = f"{len(unanswered)} unanswered batches resent, same ids ({len(resent)} resends)"
+    report.window = window(traffic, killed)[1]
+    report.details.append(
+        f"{in_flight_at_signal} requests in flight at SIGKILL: {outcomes(in_flight)}; {acked_by_a} batches "
+        f"acknowledged by it before; exit {code}"
+    )
+    settle(traffic, catch)
+    assert_exact(catch.ledger)
+    assert code == -signal.SIGKILL
+    assert in_flight, "no request was in flight at the SIGKILL, so the scenario proved nothing"
+    assert {a.status for a in in_flight} <= {202, None}, outcomes(in_flight)
+    assert unanswered, "no request went unanswered: the kill did not land on one in flight"
+    assert all(b in {a.batch for a in traffic.attempts if a.status == 202} for b in unanswered)
+
+
 @pytest.mark.scenario("6 overload 3x capacity")
 def test_overload_at_three_times_capacity_sheds_promptly_with_bounded_memory(
-    deployment: Deployment, stack: Stack, database: Any, report: Report
+    deployment: Deployment, stack: Stack, stored: StoredView, report: Report
 ) -> None:
     """Capacity is measured first (closed loop: eight clients, batches of 20, for 2 s); then three times
     that rate is offered for 3 s, open loop, as from many clients. Rate limits are set out of reach: what
@@ -94,7 +139,7 @@ def test_overload_at_three_times_capacity_sheds_promptly_with_bounded_memory(
     offered = len(attempts) * flood.batch_size / FLOOD_SECONDS
     flood.resend_refused(timeout=60)
     acked = flood.acked | prober.acked
-    catch = wait_caught_up(stack, database, deployment.name, group_of(deployment), acked, timeout=150)
+    catch = wait_caught_up(stack, stored, deployment.name, group_of(deployment), acked, timeout=150)
     report.ledger = catch.ledger
     report.details.append(census(stack, deployment.name))
     slowest = max(a.latency for a in attempts)

@@ -6,10 +6,17 @@ does: this is what the API asks of its clients ("resending with the same id is s
 expected final state exact: every event the client generated is acknowledged once it is done, and the
 database must hold exactly those events, each once. Every attempt is recorded, so a test can say what
 the API answered during a fault.
+
+With several keys (``keys``, e.g. ``TWO_TENANTS``) every batch is sent by each of them, with the same ids
+and the same users: tenants own their ids, so each tenant must end with its own copy of every event, and
+the writer's tenant and key name travel in ``metadata`` so the ledger can tell if one ever lands under
+another tenant. Acknowledged events are counted by ledger key (``ledger_key``): the id, prefixed with its
+tenant outside ``default``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,7 +27,48 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.processes import AUTH_HEADERS
+from tests.e2e.processes import API_KEY, SCOPES
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    """An API key the load writes with, and the tenant it belongs to."""
+
+    name: str
+    tenant: str
+    secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
+E2E_KEY = ClientKey("e2e", "default", API_KEY)
+TWO_TENANTS = (
+    ClientKey("faults-acme-web", "acme", "faults-acme-key-0123456789abcdef"),
+    ClientKey("faults-globex-web", "globex", "faults-globex-key-0123456789abcdef"),
+)
+
+
+def api_keys(keys: Sequence[ClientKey]) -> dict[str, str]:
+    """The deployment setting that holds ``keys`` (to write and read) beside the e2e key (every scope)."""
+    entries = [{"name": "e2e", "key": API_KEY, "scopes": SCOPES}]
+    entries += [
+        {
+            "name": k.name,
+            "tenant": k.tenant,
+            "key": k.secret,
+            "scopes": ["activities:write", "activities:read"],
+        }
+        for k in keys
+        if k != E2E_KEY
+    ]
+    return {"AUTH_API_KEYS": json.dumps(entries)}
+
+
+def ledger_key(tenant: str, event_id: str) -> str:
+    """How the ledger names a stored event: its id, prefixed by its tenant outside ``default``."""
+    return event_id if tenant == "default" else f"{tenant}/{event_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +103,12 @@ class Traffic:
     max_pause: float = 1.0
     max_pending: int = 200
     """Batches waiting for a retry; beyond it the client generates nothing new (client backpressure)."""
+    keys: tuple[ClientKey, ...] = (E2E_KEY,)
+    """Who writes: each batch is sent once by each key (``rate`` counts all of them)."""
     prefix: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:8]}")
     attempts: list[Attempt] = field(default_factory=list)
     acked: set[str] = field(default_factory=set)
+    """Ledger keys (``ledger_key``) of the events acknowledged."""
     anomalies: list[str] = field(default_factory=list)
     """202 answers that do not accept exactly the ids sent: never expected."""
 
@@ -108,7 +159,19 @@ class Traffic:
 
     @property
     def generated_ids(self) -> list[str]:
-        return [self.event_id(seq) for seq in range(self._generated * self.batch_size)]
+        """Ledger keys of every event generated, each key's own."""
+        return [
+            ledger_key(key.tenant, event_id(self.prefix, seq))
+            for key, batch in map(self._job, range(self._generated))
+            for seq in range(batch * self.batch_size, (batch + 1) * self.batch_size)
+        ]
+
+    @property
+    def tenants(self) -> list[str]:
+        return sorted({k.tenant for k in self.keys})
+
+    def key_of(self, tenant: str) -> ClientKey:
+        return next(k for k in self.keys if k.tenant == tenant)
 
     @property
     def unacknowledged(self) -> list[str]:
@@ -116,6 +179,10 @@ class Traffic:
 
     def event_id(self, seq: int) -> str:
         return event_id(self.prefix, seq)
+
+    def _job(self, job: int) -> tuple[ClientKey, int]:
+        """Job ``job``: batch ``job // len(keys)``, sent by key ``job % len(keys)``."""
+        return self.keys[job % len(self.keys)], job // len(self.keys)
 
     def in_flight(self, url: str) -> int:
         """Requests to ``url`` sent and not answered yet."""
@@ -149,7 +216,7 @@ class Traffic:
         return None
 
     def _work(self) -> None:
-        with httpx.Client(headers=AUTH_HEADERS, timeout=30) as client:
+        with httpx.Client(timeout=30) as client:
             while self._running:
                 batch = self._next_batch()
                 if batch is None:
@@ -161,20 +228,21 @@ class Traffic:
                     if pause is not None:
                         self._retries.append((time.monotonic() + pause, batch))
 
-    def _items(self, batch: int) -> list[dict[str, Any]]:
-        return batch_items(self.prefix, batch, self.batch_size, self.users)
-
     def _send(self, client: httpx.Client, batch: int) -> float | None:
-        """Sends one batch; the pause before its retry, or None once it is acknowledged."""
+        """Sends one batch (a job: the batch and its key); the pause before its retry, or None once it is
+        acknowledged."""
         with self._lock:
             self._turn += 1
             url = self.urls[self._turn % len(self.urls)]
-        items = self._items(batch)
+        key, number = self._job(batch)
+        items = batch_items(self.prefix, number, self.batch_size, self.users, key)
         with self._lock:
             self._in_flight[url] = self._in_flight.get(url, 0) + 1
         sent = time.monotonic()
         try:
-            response = client.post(f"{url}/api/activities/batch", json={"activities": items})
+            response = client.post(
+                f"{url}/api/activities/batch", json={"activities": items}, headers=key.headers
+            )
         except httpx.HTTPError as exc:
             self.attempts.append(Attempt(batch, url, sent, time.monotonic(), None, error=type(exc).__name__))
             return 0.2
@@ -185,7 +253,7 @@ class Traffic:
         self.attempts.append(Attempt(batch, url, sent, time.monotonic(), response.status_code, retry_after))
         if response.status_code != 202:
             return min(pause_of(retry_after), self.max_pause)
-        problem = acknowledge(response.json(), items, self.acked)
+        problem = acknowledge(response.json(), items, self.acked, key.tenant)
         if problem is not None:
             self.anomalies.append(f"batch {batch}: {problem}")
         return None
@@ -195,26 +263,31 @@ def event_id(prefix: str, seq: int) -> str:
     return f"{prefix}-{seq:07d}"
 
 
-def batch_items(prefix: str, batch: int, size: int, users: int = 12) -> list[dict[str, Any]]:
+def batch_items(
+    prefix: str, batch: int, size: int, users: int = 12, key: ClientKey = E2E_KEY
+) -> list[dict[str, Any]]:
     """The events of batch number ``batch``: ids and ``metadata`` (client, seq) follow from it, so a retry
-    resends exactly the same events."""
+    resends exactly the same events; every key sends the same ids and users, its own tenant and name in
+    ``metadata``."""
     first = batch * size
     return [
         {
             "id": event_id(prefix, seq),
             "userId": f"{prefix}-u{seq % users}",
             "action": "fault-load",
-            "metadata": {"client": prefix, "seq": seq},
+            "metadata": {"client": prefix, "seq": seq, "tenant": key.tenant, "key": key.name},
         }
         for seq in range(first, first + size)
     ]
 
 
-def acknowledge(body: Any, items: list[dict[str, Any]], acked: set[str]) -> str | None:
-    """Adds the ids a 202 (its JSON ``body``) accepted to ``acked``; says what is wrong if it did not
-    accept exactly ``items``."""
+def acknowledge(
+    body: Any, items: list[dict[str, Any]], acked: set[str], tenant: str = "default"
+) -> str | None:
+    """Adds the ledger keys of the ids a 202 (its JSON ``body``) accepted to ``acked``; says what is wrong
+    if it did not accept exactly ``items``."""
     ids = [r.get("id") for r in body["results"] if r.get("status") == "accepted"]
-    acked.update(i for i in ids if isinstance(i, str))
+    acked.update(ledger_key(tenant, i) for i in ids if isinstance(i, str))
     if ids != [item["id"] for item in items]:
         return f"a 202 accepting {len(ids)} of {len(items)} items, or other ids"
     return None

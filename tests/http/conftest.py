@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from activity_service.application.check_readiness import CheckReadiness
 from activity_service.application.count_activities import CountActivities
-from activity_service.application.erase_users import GetErasure, RequestErasure
+from activity_service.application.erase_users import GetErasure, LiveErasures, RequestErasure
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.application.get_activity import GetActivity
 from activity_service.application.get_event_status import GetEventStatus
@@ -32,6 +32,7 @@ from activity_service.infrastructure.settings import (
     AuthSettings,
     IngestSettings,
     QuerySettings,
+    RateLimitSettings,
     Settings,
     StreamSettings,
 )
@@ -94,7 +95,8 @@ class Fakes:
         @asynccontextmanager
         async def provide() -> AsyncIterator[ApiServices]:
             freshness = ReadFreshness(self.progress, TOPIC, partitions=PARTITIONS)
-            recent = RecentContent()
+            live = LiveErasures(self.erasures, self.clock)
+            recent = RecentContent(live)
             yield ApiServices(
                 record_activity=RecordActivity(self.publisher, self.clock, self.ids, recent),
                 record_batch=RecordBatch(
@@ -106,8 +108,8 @@ class Fakes:
                 get_activity=GetActivity(self.repository),
                 get_event_status=GetEventStatus(self.repository, self.dead_letters, freshness),
                 count_activities=CountActivities(InMemoryCounts(self.repository), freshness),
-                follow_activities=FollowActivities(self.feed),
-                request_erasure=RequestErasure(self.erasures, self.ids, self.clock),
+                follow_activities=FollowActivities(self.feed, live),
+                request_erasure=RequestErasure(self.erasures, self.ids, self.clock, live),
                 get_erasure=GetErasure(self.erasures),
                 readiness=CheckReadiness(
                     {"kafka": self.publisher.ping, "mongodb": self.repository.ping}, timeout_seconds=1
@@ -125,6 +127,7 @@ def settings(
     ingest: dict[str, Any] | None = None,
     stream: dict[str, Any] | None = None,
     query: dict[str, Any] | None = None,
+    rate_limit: dict[str, Any] | None = None,
     **top: Any,
 ) -> Settings:
     """Explicit settings (the environment is never read): the three keys above unless told otherwise."""
@@ -134,6 +137,7 @@ def settings(
         ingest=IngestSettings.explicit(**(ingest or {})),
         stream=StreamSettings.explicit(**(stream or {})),
         query=QuerySettings.explicit(**(query or {})),
+        rate_limit=RateLimitSettings.explicit(**(rate_limit or {})),
         **top,
     )
 
@@ -144,11 +148,12 @@ async def serve(
     config: Settings | None = None,
     *,
     rate_limiter: TokenBuckets | None = None,
+    address_limiter: TokenBuckets | None = None,
     key: str | None = FULL_KEY,
     peer: tuple[str, int] = PEER,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ``fakes``, started (lifespan) and stopped around the block; the client sends ``key``."""
-    async with started(fakes, config, rate_limiter=rate_limiter) as app:
+    async with started(fakes, config, rate_limiter=rate_limiter, address_limiter=address_limiter) as app:
         transport = httpx.ASGITransport(app=app, client=peer)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://api.test", headers=bearer(key) if key else {}
@@ -158,7 +163,11 @@ async def serve(
 
 @asynccontextmanager
 async def started(
-    fakes: Fakes, config: Settings | None = None, *, rate_limiter: TokenBuckets | None = None
+    fakes: Fakes,
+    config: Settings | None = None,
+    *,
+    rate_limiter: TokenBuckets | None = None,
+    address_limiter: TokenBuckets | None = None,
 ) -> AsyncIterator[FastAPI]:
     """The app over ``fakes`` with its lifespan running (for clients other than httpx's, e.g. streams)."""
     config = config if config is not None else settings()
@@ -166,6 +175,7 @@ async def started(
         config,
         services=fakes.services(config.ingest.max_batch_items, config.query),
         rate_limiter=rate_limiter,
+        address_limiter=address_limiter,
     )
     async with app.router.lifespan_context(app):
         yield app

@@ -128,6 +128,12 @@ async def test_sent_at_corrects_a_clock_by_at_most_seven_days(http: httpx.AsyncC
         "tab\there",
         "line\nbreak",
         "nb\u00a0sp",
+        "u\ufe0f",  # a variation selector: prints as "u"
+        "\u3164",  # Hangul filler: a letter that prints as nothing
+        "a\u034fb",  # combining grapheme joiner
+        "\u0301",  # a combining mark with nothing to mark
+        "\u2800",  # braille blank
+        "x\U000e0100",
     ],
 )
 @pytest.mark.parametrize("field", ["userId", "action"])
@@ -137,6 +143,13 @@ async def test_user_id_and_action_refuse_control_bidi_and_invisible_characters(
     problem = await refused(http, orjson.dumps(event(**{field: text})))
     assert [e["field"] for e in problem["errors"]] == [field]
     assert fakes.publisher.published == []
+
+
+@pytest.mark.parametrize(
+    "text", ["José", "e\u0301", "김철수", "محمد", "love \u2764\ufe0f", "1\ufe0f\u20e3", "a b"]
+)
+async def test_user_id_and_action_keep_every_visible_text(http: httpx.AsyncClient, text: str) -> None:
+    assert (await http.post("/api/activities", json=event(userId=text, action=text))).status_code == 202
 
 
 async def test_nul_inside_a_metadata_string_is_refused_at_any_depth(
@@ -157,6 +170,23 @@ async def test_a_cursor_whose_time_has_no_utc_equivalent_is_a_400(http: httpx.As
     token = base64.urlsafe_b64encode(
         orjson.dumps({"t": "9999-12-31T23:59:59-01:00", "i": "x", "f": fingerprint.get("f", "")})
     ).decode()
+    answer = await http.get("/api/activities", params={"cursor": token.rstrip("=")})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"][0]["field"] == "cursor"
+
+
+@pytest.mark.parametrize("forged_id", ["\u0000", "", "x" * 129, "../x", 7, None])
+async def test_a_cursor_whose_id_no_event_can_have_is_a_400(
+    http: httpx.AsyncClient, fakes: Fakes, forged_id: Any
+) -> None:
+    for _ in range(2):
+        assert (await http.post("/api/activities", json=event())).status_code == 202
+    await fakes.repository.add_many(fakes.publisher.published)
+    listing = await http.get("/api/activities", params={"cursor": "", "limit": 1})
+    given = listing.json()["nextCursor"]
+    real = orjson.loads(base64.urlsafe_b64decode(given + "=="))
+    assert (await http.get("/api/activities", params={"cursor": given})).status_code == 200
+    token = base64.urlsafe_b64encode(orjson.dumps({**real, "i": forged_id})).decode()
     answer = await http.get("/api/activities", params={"cursor": token.rstrip("=")})
     assert answer.status_code == 400, answer.text
     assert answer.json()["errors"][0]["field"] == "cursor"

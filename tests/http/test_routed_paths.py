@@ -43,6 +43,7 @@ async def test_a_mounted_app_refuses_every_api_route_without_a_key(fakes: Fakes)
         assert (await http.get("/svc/api/activities", headers=bearer(READER_KEY))).status_code == 200
         accepted = await http.post("/svc/api/activities", json=EVENT, headers=bearer(FULL_KEY))
         assert accepted.status_code == 202
+        assert accepted.headers["location"] == f"/svc/api/activities/{accepted.json()['id']}"  # reachable
         assert (await http.get("/svc/health")).status_code == 200
         assert (await http.get("/svc/health/ready")).status_code == 200
     assert [a.action for a in fakes.publisher.published] == ["mounted"]

@@ -86,6 +86,8 @@ async def test_refusals_are_400_problems_naming_the_parameter(http: httpx.AsyncC
         ({**base, "groupBy": "user"}, "groupBy"),
         ({**base, "page": "2"}, "page"),
         ({**base, "startDate": "9999-12-31T23:59:59-01:00"}, "startDate"),
+        ({"interval": "day", "startDate": "9999-12-30", "endDate": "9999-12-31"}, "endDate"),  # ends in 10000
+        ({**base, "startDate": "9999-12-31T23:00:00Z", "endDate": "9999-12-31T23:59:59Z"}, "endDate"),
     ]:
         response = await http.get("/api/activities/stats", params=params)
         assert response.status_code == 400, params

@@ -70,6 +70,39 @@ async def test_the_live_tail_shows_each_tenant_its_own_events(fakes: Fakes) -> N
     assert json.loads(event["data"])["id"] == "globex-only"
 
 
+async def test_the_live_tail_never_shows_what_an_erasure_covers_even_from_an_old_cursor(fakes: Fakes) -> None:
+    config = settings(keys=TENANT_KEYS)
+    async with started(fakes, config) as app, serve(fakes, config, key=None) as http:
+        async with stream(app, "/api/activities/stream", key=ACME) as live:
+            [ready] = await live.events(1)
+            for user in ("victim", "bystander", "victim"):
+                await as_key(http, ACME, "POST", "/api/activities", json={"userId": user, "action": "pay"})
+            assert len(await live.events(3)) == 3  # shown live, before any erasure
+        fakes.clock.advance(1)
+        assert (await as_key(http, ACME_ERASER, "DELETE", "/api/users/victim/activities")).status_code == 202
+        fakes.clock.advance(1)
+        await as_key(http, ACME, "POST", "/api/activities", json={"userId": "victim", "action": "back"})
+        resumed = {"Last-Event-ID": ready["id"]}  # from before the erasure: the log still holds them all
+        async with stream(app, "/api/activities/stream", headers=resumed, key=ACME) as again:
+            shown = [json.loads(e["data"]) for e in (await again.events(3, within=1))[1:]]
+    # The bystander, and the victim's event received after the erasure; none of those it covers.
+    assert [(e["userId"], e["action"]) for e in shown] == [("bystander", "pay"), ("victim", "back")]
+
+
+async def test_an_erased_users_ids_are_free_again_and_a_409_never_tells_what_they_said(fakes: Fakes) -> None:
+    async with serve(fakes, settings(keys=TENANT_KEYS), key=None) as http:
+        secret = {"id": "order-1", "userId": "x", "action": "pay", "metadata": {"card": "4111"}}
+        guess = {**secret, "metadata": {"card": "5500"}}
+        assert (await as_key(http, ACME, "POST", "/api/activities", json=secret)).status_code == 202
+        assert (await as_key(http, ACME, "POST", "/api/activities", json=guess)).status_code == 409
+        fakes.clock.advance(1)
+        assert (await as_key(http, ACME_ERASER, "DELETE", "/api/users/x/activities")).status_code == 202
+        fakes.clock.advance(1)
+        # A wrong guess and the right one answer alike: the erased content is not remembered.
+        assert (await as_key(http, ACME, "POST", "/api/activities", json=guess)).status_code == 202
+        assert (await as_key(http, ACME, "POST", "/api/activities", json=secret)).status_code == 409
+
+
 async def test_a_resend_with_other_content_is_a_409_and_never_a_silent_202(fakes: Fakes) -> None:
     async with serve(fakes, settings(keys=TENANT_KEYS), key=ACME) as http:
         assert (await http.post("/api/activities", json=SAME)).status_code == 202
@@ -90,7 +123,10 @@ async def test_a_resend_with_other_content_is_a_409_and_never_a_silent_202(fakes
         results = batch.json()["results"]
         assert results[0]["status"] == "rejected" and results[0]["errors"][0]["field"] == "id"
         assert results[1]["status"] == "accepted"
-    assert [a.metadata["total"] for a in fakes.publisher.published] == [10, 10, 10]
+        one_batch = [{**SAME, "id": "b1"}, {**SAME, "id": "b1", "action": "refund"}, {**SAME, "id": "b1"}]
+        within = (await http.post("/api/activities/batch", json={"activities": one_batch})).json()
+        assert [r["status"] for r in within["results"]] == ["accepted", "rejected", "accepted"]
+    assert [a.metadata["total"] for a in fakes.publisher.published] == [10, 10, 10, 10, 10]
 
 
 async def test_an_erasure_is_accepted_for_any_user_and_followed_by_its_own_tenant_only(fakes: Fakes) -> None:
@@ -118,8 +154,14 @@ async def test_an_erasure_is_accepted_for_any_user_and_followed_by_its_own_tenan
         assert (await as_key(http, ACME, "DELETE", "/api/users/u/activities")).status_code == 403
         too_long = await as_key(http, ACME_ERASER, "DELETE", f"/api/users/{'u' * 5000}/activities")
         assert too_long.status_code == 400
-    [erasure] = fakes.erasures.erasures.values()
-    assert (erasure.tenant, erasure.user_id) == ("acme", "nobody-we-know")
+        slashed = await as_key(http, ACME_ERASER, "DELETE", "/api/users/team%2Fann/activities")
+        assert slashed.status_code == 202, slashed.text  # a userId may hold "/": it can be erased too
+        nul = await as_key(http, ACME_ERASER, "DELETE", "/api/users/a%00b/activities")
+        assert nul.status_code == 400 and nul.headers["content-type"] == "application/problem+json"
+    assert sorted((e.tenant, e.user_id) for e in fakes.erasures.erasures.values()) == [
+        ("acme", "nobody-we-know"),
+        ("acme", "team/ann"),
+    ]
 
 
 async def test_ip_address_mode_truncates_or_drops_the_address_before_publishing(fakes: Fakes) -> None:

@@ -178,6 +178,22 @@ async def test_filter_values_are_matched_as_literals_never_as_operators(store: S
     assert (await store.activities.find(ActivityQuery(user_id="u1"))).total == 3
 
 
+async def test_a_read_for_a_value_holding_nul_finds_nothing(store: Store) -> None:
+    """No event holds U+0000 in its id, user or action (ingest refuses it; PostgreSQL cannot store it in
+    text): every read of one answers "nothing", never an error."""
+    await store.activities.add_many([make(1)])
+    nul = "u1\u0000"
+    assert await store.activities.get(DEFAULT_TENANT, "e0001\u0000") is None
+    for query in (ActivityQuery(user_id=nul), ActivityQuery(actions=(nul,))):
+        page = await store.activities.find(query)
+        assert (page.total, list(page.items)) == (0, []), query
+    day = CountQuery(Interval.DAY, BASE, BASE, user_id=nul)
+    assert await store.counts.count(day) == []
+    assert await store.counts.count(replace(day, user_id=None, actions=(nul,))) == []
+    assert await store.dead_letters.error_types(DEFAULT_TENANT, "e\u0000") == set()
+    assert await store.erasures.get(DEFAULT_TENANT, "er\u0000") is None
+
+
 async def test_purge_removes_only_events_of_the_days_before_the_cutoff(store: Store) -> None:
     await store.activities.add_many([make(i, minutes=i * 360) for i in range(10)])  # four a day
     cutoff = BASE + timedelta(days=1)  # the start of a UTC day, as retention passes it
@@ -311,20 +327,17 @@ async def test_a_resend_with_other_content_is_a_conflict_and_changes_nothing(sto
     batch = await store.activities.add_many([chosen(3), chosen(3, action="refund"), chosen(3)])
     assert (batch.inserted, batch.duplicates, list(batch.conflicts)) == (1, 2, [(DEFAULT_TENANT, "c0003")])
 
-    # An event without a fingerprint (a server-chosen id) is never a conflict, either way round.
+    # A record without a fingerprint (a server-chosen id, or one written before fingerprints) says nothing
+    # of its content: a duplicate of it is the same record again (a redelivery, a replay).
     unprinted = Activity.restore(**{**vars_of(chosen(1, action="other")), "fingerprint": None})
     assert list((await store.activities.add_many([unprinted])).conflicts) == []
-    await store.activities.add_many([make(9)])
-    assert (
-        list(
-            (
-                await store.activities.add_many(
-                    [Activity.restore(**{**vars_of(make(9)), "fingerprint": "f"})]
-                )
-            ).conflicts
-        )
-        == []
-    )
+    # But a client choosing the id of an event stored without one cannot be told it is the same event:
+    # a conflict, never a silent duplicate (the stored event stays).
+    server_named = make(9)
+    await store.activities.add_many([server_named])
+    claimed = Activity.restore(**{**vars_of(make(9, action="refund")), "fingerprint": "f"})
+    assert list((await store.activities.add_many([claimed])).conflicts) == [server_named.key]
+    assert await store.activities.get(*server_named.key) == server_named
     assert await counted(store, DEFAULT_TENANT) == 4
 
 

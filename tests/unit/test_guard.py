@@ -1,13 +1,15 @@
 """IngestGuard in front of a tiny ASGI app that echoes the size of the body it got."""
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator
 
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, is_json
+from activity_service.interfaces.http.bodies import media_type
+from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard
 
 
 async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,12 +71,15 @@ async def test_other_paths_and_methods_are_not_guarded() -> None:
         assert (await http.put("/in", content=b"x" * 500)).status_code == 200
 
 
-def test_json_media_types() -> None:
-    assert is_json("application/json")
-    assert is_json("Application/JSON; charset=utf-8")
-    assert is_json("application/problem+json")
-    assert not is_json("text/plain")
-    assert not is_json("")
+def test_json_media_types_and_text_plain_in_utf8() -> None:
+    assert media_type("application/json") == "json"
+    assert media_type("Application/JSON; charset=utf-8") == "json"
+    assert media_type("application/problem+json") == "json"
+    # What navigator.sendBeacon sends for a string (the guard takes it only from a publishable key).
+    assert media_type("text/plain;charset=UTF-8") == media_type("text/plain") == "text"
+    assert media_type("text/plain; charset=iso-8859-1") is None
+    assert media_type("application/x-www-form-urlencoded") is None
+    assert media_type("") is None
 
 
 async def test_beyond_the_concurrency_bound_ingest_is_refused_at_once() -> None:
@@ -170,4 +175,28 @@ async def test_the_bodies_of_requests_alive_are_bounded_in_bytes() -> None:
         release.set()
         assert (await first).status_code == (await small).status_code == 200
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert app.body_bytes == 0
+
+
+async def test_a_compressed_body_reserves_its_whole_limit_and_reaches_the_app_inflated() -> None:
+    release = asyncio.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        headers = dict(scope["headers"])
+        assert b"content-encoding" not in headers and headers[b"content-type"] == b"application/json"
+        assert headers[b"content-length"] == b"900"
+        await echo_size(scope, receive, send)
+
+    app = IngestGuard(held, limits={"/in": 1000}, max_concurrent=8, max_body_bytes=1500)
+    gzipped = {**JSON, "content-encoding": "gzip"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        first = asyncio.create_task(http.post("/in", content=gzip.compress(b"x" * 900), headers=gzipped))
+        await asyncio.sleep(0.05)
+        assert app.body_bytes == 1000, "a compressed body may hold its limit once inflated"
+        # 30 bytes on the wire, but up to 1000 once inflated: 1000 + 1000 > 1500
+        refused = await http.post("/in", content=gzip.compress(b"x" * 900), headers=gzipped)
+        release.set()
+        assert ((await first).status_code, (await first).text) == (200, "900")
+    assert refused.status_code == 503
     assert app.body_bytes == 0

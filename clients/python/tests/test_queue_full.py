@@ -30,10 +30,20 @@ def test_raise_refuses_at_once_and_counts_it(api: FakeApi) -> None:
     assert set(api.stored) == set(ids)
 
 
-def test_drop_returns_an_id_that_is_never_sent_and_counts_it(api: FakeApi) -> None:
+def test_drop_returns_an_id_that_is_never_sent_and_counts_and_logs_it(
+    api: FakeApi, caplog: pytest.LogCaptureFixture
+) -> None:
     client, ids = _filled(api, on_full="drop")
     dropped = client.track("u1", "login")
     assert client.stats.dropped == 1
+    for _ in range(4):
+        client.track("u1", "login")
+    # Logged at the 1st, 2nd and 4th drop: never silent, never a line per event.
+    assert [r.getMessage().split(": ")[1] for r in caplog.records if "dropped" in r.getMessage()] == [
+        '1 event(s) dropped so far (on_full="drop")',
+        '2 event(s) dropped so far (on_full="drop")',
+        '4 event(s) dropped so far (on_full="drop")',
+    ]
     api.release()
     assert client.flush(10)
     client.close()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 from activity_client._delivery import Backoff, Batch, judge, retry_after_seconds
-from activity_client._events import Event, iso
+from activity_client._events import Event, _IsoClock, iso
 from activity_client._ids import UuidV7
 
 
@@ -31,6 +31,30 @@ def test_ids_from_many_threads_are_unique() -> None:
     for t in threads:
         t.join()
     assert len({i for o in out for i in o}) == 40_000
+
+
+def test_id_fields_are_where_rfc_9562_puts_them_and_the_counter_counts_within_a_millisecond() -> None:
+    ids = UuidV7()
+    made = [uuid.UUID(ids()) for _ in range(2_000)]
+    by_ms: dict[int, list[int]] = {}
+    for u in made:
+        assert u.version == 7 and u.variant == uuid.RFC_4122
+        # 48 bits of milliseconds, 4 of version, 12 + 2 (variant) + 30: the counter, then 32 random bits.
+        counter = (u.int >> 64 & 0xFFF) << 30 | (u.int >> 32 & 0x3FFFFFFF)
+        by_ms.setdefault(u.int >> 80, []).append(counter)
+    for counters in by_ms.values():
+        assert counters == list(range(counters[0], counters[0] + len(counters)))
+
+
+def test_the_clock_text_is_utc_with_milliseconds_and_changes_with_each_millisecond() -> None:
+    clock = _IsoClock()
+    moment = datetime(2026, 11, 26, 23, 59, 59, 998_000, tzinfo=UTC)
+    ns = int(moment.timestamp()) * 1_000_000_000 + 998_000_000
+    assert clock.format(ns) == "2026-11-26T23:59:59.998Z"
+    assert clock.format(ns + 999_999) == "2026-11-26T23:59:59.998Z"  # the same millisecond, cached
+    assert clock.format(ns + 1_000_000) == "2026-11-26T23:59:59.999Z"
+    assert clock.format(ns + 2_000_000) == "2026-11-27T00:00:00.000Z"
+    assert clock.format(ns) == "2026-11-26T23:59:59.998Z"  # a clock stepped back is followed
 
 
 def test_times_are_utc_with_milliseconds() -> None:
@@ -56,7 +80,12 @@ def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
 
 
 def _batch(n: int) -> Batch:
-    return Batch([Event(i, f"id-{i}", b"") for i in range(n)])
+    return Batch([Event(i, b'{"id":"%b"' % _id(i).encode()) for i in range(n)])
+
+
+def _id(i: int) -> str:
+    """A 36-character id, as the body carries it (the event reads its id from there)."""
+    return f"id-{i:033d}"
 
 
 def _judge(
@@ -85,8 +114,8 @@ def test_503_and_429_pause_the_whole_client_but_500_only_the_batch() -> None:
 def test_a_400_resends_what_it_did_not_reject() -> None:
     body = b'{"results": [{"index": 0, "status": "rejected", "errors": []}]}'
     verdict = _judge(_batch(2), 400, body)
-    assert [e.id for e in verdict.finished] == ["id-0"]
-    assert [[e.id for e in b.events] for b in verdict.resend] == [["id-1"]]
+    assert [e.id for e in verdict.finished] == [_id(0)]
+    assert [[e.id for e in b.events] for b in verdict.resend] == [[_id(1)]]
 
 
 def test_401_is_retried_until_auth_retry_time_then_refused() -> None:
@@ -111,4 +140,4 @@ def test_a_202_that_rejects_nothing_is_read_without_parsing_every_result() -> No
         assert verdict.accepted == 3 and not verdict.refusals
     tricky = b'{"accepted":2,"rejected":1,"results":[{"index":1,"status":"rejected","errors":[]}]}'
     verdict = _judge(_batch(3), 202, tricky)
-    assert verdict.accepted == 2 and [r.event_id for r in verdict.refusals] == ["id-1"]
+    assert verdict.accepted == 2 and [r.event_id for r in verdict.refusals] == [_id(1)]

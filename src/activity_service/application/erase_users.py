@@ -14,9 +14,11 @@ removes what was written.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
 
 from activity_service.domain.activity import Activity
 from activity_service.domain.erasure import Erasure, UserKey, covered
@@ -28,18 +30,82 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 """How long a consumer holds an erasure it runs before another may take it over (it died)."""
 
+FRESH_FOR = timedelta(seconds=1)
+"""How long LiveErasures reuses what the erasure log said of a user."""
+
+
+class LiveErasures:
+    """Which users an erasure covers, for readers that ask many times a second: the live tail (every
+    stream, every batch) and the API's resend check. What the log says of a user is reused for
+    ``fresh_for`` (so an erasure recorded by another process is seen within that), one lookup at a time
+    for the whole process; an erasure recorded through this process is known at once (``note``)."""
+
+    def __init__(
+        self, erasures: ErasureLog, clock: Clock, *, fresh_for: timedelta = FRESH_FOR, capacity: int = 100_000
+    ) -> None:
+        self._erasures = erasures
+        self._clock = clock
+        self._fresh_for = fresh_for
+        self._capacity = capacity
+        self._known: OrderedDict[UserKey, tuple[datetime, datetime | None]] = OrderedDict()
+        self._lookup = asyncio.Lock()
+
+    async def latest(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        """For those of ``users`` that were erased, the latest request time (as ErasureLog.erased_before)."""
+        if not self._stale(users):
+            return self._answer(users)
+        async with self._lookup:  # the streams that waited for this lookup find its answer after it
+            if stale := self._stale(users):
+                found = await self._erasures.erased_before(stale)
+                checked = self._clock.now()
+                for user in stale:
+                    self._known[user] = (checked, found.get(user))
+            return self._answer(users)  # no await since the check: every user is known
+
+    async def not_erased(self, activities: Sequence[Activity]) -> list[int]:
+        """The indexes of the activities no erasure covers."""
+        if not activities:
+            return []
+        erased = await self.latest({(a.tenant, a.user_id) for a in activities})
+        return [i for i, a in enumerate(activities) if not covered(a, erased)]
+
+    def note(self, erasure: Erasure) -> None:
+        user = (erasure.tenant, erasure.user_id)
+        known = self._known.get(user, (None, None))[1]
+        self._known[user] = (self._clock.now(), max(erasure.requested_at, known or erasure.requested_at))
+
+    def _answer(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        latest = {}
+        for user in users:
+            requested_at = self._known[user][1]
+            self._known.move_to_end(user)
+            if requested_at is not None:
+                latest[user] = requested_at
+        while len(self._known) > max(self._capacity, len(users)):
+            self._known.popitem(last=False)
+        return latest
+
+    def _stale(self, users: Collection[UserKey]) -> list[UserKey]:
+        fresh_since = self._clock.now() - self._fresh_for
+        return [u for u in users if (known := self._known.get(u)) is None or known[0] <= fresh_since]
+
 
 class RequestErasure:
-    def __init__(self, erasures: ErasureLog, ids: IdGenerator, clock: Clock) -> None:
+    def __init__(
+        self, erasures: ErasureLog, ids: IdGenerator, clock: Clock, live: LiveErasures | None = None
+    ) -> None:
         self._erasures = erasures
         self._ids = ids
         self._clock = clock
+        self._live = live
 
     async def execute(self, tenant: str, user_id: str) -> Erasure:
         erasure = Erasure(
             id=self._ids.new_id(), tenant=tenant, user_id=user_id, requested_at=self._clock.now()
         )
         await self._erasures.add(erasure)
+        if self._live is not None:
+            self._live.note(erasure)
         log.info("erasure %s requested for a user of tenant %s", erasure.id, tenant)
         return erasure
 

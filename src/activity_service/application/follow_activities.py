@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
+from activity_service.application.erase_users import LiveErasures
+from activity_service.domain.errors import StoreUnavailable
 from activity_service.domain.feed import ActivityFeed, Cursor, FeedBatch, FeedFilter
+
+log = logging.getLogger(__name__)
 
 
 class FollowActivities:
@@ -12,10 +17,34 @@ class FollowActivities:
     moments of its 202 and before it is stored (a live view marks it "accepted"). Each comes with the
     cursor to resume from: following again from it gives what came after, with no gap and no repeat.
     The first batch, at once and maybe empty, says where the follower starts. A follower that cannot
-    keep up is told so (FeedOverflow) rather than held without bound."""
+    keep up is told so (FeedOverflow) rather than held without bound.
 
-    def __init__(self, feed: ActivityFeed) -> None:
+    Events an erasure covers are left out (the log keeps them until its retention, and a cursor from
+    before the erasure would replay them): the erasures are checked for every batch (LiveErasures).
+    While the store cannot say, the follow ends; resuming from the last cursor loses nothing."""
+
+    def __init__(self, feed: ActivityFeed, erased: LiveErasures) -> None:
         self._feed = feed
+        self._erased = erased
 
     def execute(self, matching: FeedFilter, resume_from: Cursor | None = None) -> AsyncIterator[FeedBatch]:
-        return self._feed.follow(matching, resume_from)
+        return self._without_erased(self._feed.follow(matching, resume_from))
+
+    async def _without_erased(self, batches: AsyncIterator[FeedBatch]) -> AsyncIterator[FeedBatch]:
+        first = True
+        try:
+            async for batch in batches:
+                try:
+                    kept = await self._erased.not_erased([entry.activity for entry in batch.entries])
+                except StoreUnavailable:
+                    if first:
+                        raise  # nothing sent yet: the follower is told to retry (503)
+                    log.warning("live tail ended: the store cannot say which users are erased")
+                    return
+                first = False
+                if len(kept) == len(batch.entries):
+                    yield batch
+                else:
+                    yield FeedBatch([batch.entries[i] for i in kept], batch.cursor)
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]

@@ -65,7 +65,7 @@ class RecordActivity:
 
     async def execute(self, draft: ActivityDraft) -> Activity:
         activity = draft.to_activity(self._ids, self._clock.now())
-        if self._recent.conflicts(activity):
+        if await self._recent.conflicts(activity):
             raise ConflictingResend(activity.id)
         await self._publisher.publish([activity])
         self._recent.remember([activity])

@@ -90,6 +90,7 @@ class RecordBatch:
             raise BatchTooLarge(len(items), self._max_items)
         received_at = to_millis(self._clock.now().astimezone(UTC))  # as stored: shared as it is
         results = []
+        chosen: dict[tuple[str, str], str] = {}  # this batch's client-chosen ids: a repeat must match
         for index, item in enumerate(items):
             if not isinstance(item, ActivityDraft):
                 results.append(ItemResult(index, errors=tuple(item)))
@@ -99,10 +100,13 @@ class RecordBatch:
             except InvalidActivity as exc:
                 results.append(ItemResult(index, errors=exc.errors))
                 continue
-            if self._recent.conflicts(activity):
+            earlier = None if activity.fingerprint is None else chosen.get((activity.tenant, activity.id))
+            if earlier not in (None, activity.fingerprint) or await self._recent.conflicts(activity):
                 results.append(ItemResult(index, errors=(FieldError("id", CONFLICT),)))
             else:
                 results.append(ItemResult(index, activity=activity))
+                if activity.fingerprint is not None:
+                    chosen.setdefault((activity.tenant, activity.id), activity.fingerprint)
         result = BatchResult(tuple(results))
         valid = [r.activity for r in results if r.activity is not None]
         if not valid:

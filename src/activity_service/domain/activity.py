@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,23 @@ DEFAULT_TENANT = "default"
 # Tenants and key names: never a '/', so "tenant/id" names one event unambiguously (ids have none either).
 NAME = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 _ZERO = timedelta(0)
+# Characters that print as nothing yet pass str.isprintable() (they are letters or marks, not Cf): Unicode's
+# Default_Ignorable_Code_Point outside Cf (Hangul fillers, the combining grapheme joiner, Khmer inherent
+# vowels, Mongolian and other variation selectors) and the braille blank. "u" and "u\ufe0f" would be two
+# users that look the same; U+FE0E/U+FE0F stay allowed after a symbol (the emoji in "\u2764\ufe0f").
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0d\uffa0\U000e0100-\U000e01ef]"
+)
+_PRESENTATION = re.compile("[\ufe0e\ufe0f]")
+
+
+def _hides_a_selector(value: str) -> bool:
+    """A text/emoji presentation selector anywhere but after a symbol or before a keycap's U+20E3."""
+    return any(
+        i == 0 or (unicodedata.category(value[i - 1]) != "So" and value[i + 1 : i + 2] != "\u20e3")
+        for i in (found.start() for found in _PRESENTATION.finditer(value))
+    )
+
 
 JsonObject = Mapping[str, Any]
 EventKey = tuple[str, str]
@@ -232,7 +250,13 @@ def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -
         errors.append(FieldError(name, f"must be at most {limit} characters"))
     elif "\x00" in value:
         errors.append(FieldError(name, "must not contain NUL characters"))
-    elif not value.isprintable():  # C-fast; False for every Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs but " "
+    elif (
+        not value.isprintable()  # C-fast; False for every Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs but " "
+        or _INVISIBLE.search(value)
+        or ("\ufe0e" in value or "\ufe0f" in value)
+        and _hides_a_selector(value)
+        or unicodedata.category(value[0])[0] == "M"  # a mark with nothing to mark
+    ):
         errors.append(
             FieldError(
                 name,

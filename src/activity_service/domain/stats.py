@@ -59,6 +59,8 @@ class CountQuery:
     def __post_init__(self) -> None:
         if self.start > self.end:
             raise InvalidQuery([FieldError("startDate", "must not be after endDate")])
+        if self.interval.floor(self.end) > datetime.max.replace(tzinfo=UTC) - self.interval.length:
+            raise InvalidQuery([FieldError("endDate", "its bucket would end after the year 9999")])
         count = (self.interval.floor(self.end) - self.interval.floor(self.start)) // self.interval.length + 1
         if count > MAX_BUCKETS:
             raise InvalidQuery(

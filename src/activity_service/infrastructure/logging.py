@@ -11,6 +11,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -52,6 +53,38 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={rid}]" if rid else line
 
 
+REDACTED = "[redacted]"
+SECRET_PARAMETERS = frozenset({"key", "api_key", "apikey", "api-key", "token", "access_token"})
+"""Query parameters that are, or may be, credentials (a publishable key: ``?key=``; the others are names
+clients are known to put keys in by mistake), never written to a log: matched however they are cased or
+percent-encoded."""
+
+
+def redacted(target: str) -> str:
+    """A request target (path and query) without the values of SECRET_PARAMETERS."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name = part.split("=", 1)[0]
+        if unquote_plus(name).strip().lower() in SECRET_PARAMETERS:
+            parts[i] = f"{name}={REDACTED}"
+    return f"{path}?{'&'.join(parts)}"
+
+
+class RedactedTargets(logging.Filter):
+    """uvicorn's access log writes each request's target with its query: an API key sent in it (a
+    publishable one, or a secret one the API refuses) would land in the log. Its arguments are the
+    client, the method, the target, the HTTP version and the status."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], redacted(args[2]), *args[3:])
+        return True
+
+
 def configure_logging(level: str, log_format: str) -> None:
     """Route every logger, uvicorn's access log included, through one handler on stderr.
 
@@ -75,3 +108,6 @@ def configure_logging(level: str, log_format: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactedTargets) for f in access.filters):
+        access.addFilter(RedactedTargets())

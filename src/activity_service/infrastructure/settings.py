@@ -13,10 +13,19 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from activity_service.domain.addresses import AddressMode
@@ -61,22 +70,88 @@ def _environment_ignored() -> Iterator[None]:
         _read_environment.reset(token)
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class KafkaSettings(_Section):
-    model_config = _config("KAFKA_")
+    model_config = SettingsConfigDict(
+        env_prefix="KAFKA_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "activities"
     consumer_group: str = "activity-persister"
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(
+        default=0, ge=0, description="Of the topics it creates; 0: replication factor - 1, at least 1."
+    )
+    retention_hours: int = Field(
+        default=0, ge=-1, description="retention.ms of the topics it creates; 0: the broker's; -1: forever."
+    )
     client_id: str = "activity-service"
     producer_linger_ms: int = Field(default=2, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+    producer_request_timeout_ms: int = Field(
+        default=5000, ge=1000, description="A produce request unanswered this long is sent again."
+    )
     dlq_topic: str = Field(default="", description="Dead-letter topic; empty means '<topic>.dlq'.")
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_ca_file: str = Field(default="", description="PEM CA bundle; empty: the system's trusted CAs.")
+    ssl_cert_file: str = Field(default="", description="PEM client certificate (mutual TLS).")
+    ssl_key_file: str = Field(default="", description="PEM private key of the client certificate.")
+    ssl_key_password: SecretStr = SecretStr("")
 
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.topic}.dlq"
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        """min.insync.replicas of the topics the service creates: with acks=all, a write is acknowledged
+        once this many replicas have it, so one broker may fail without losing what was acknowledged."""
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} exceeds KAFKA_REPLICATION_FACTOR="
+                f"{self.replication_factor}: no write could ever be acknowledged"
+            )
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_username and self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password.get_secret_value()):
+            raise ValueError(
+                f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL="
+                f"{self.security_protocol} does not use them (SASL_SSL or SASL_PLAINTEXT does)"
+            )
+        files = {
+            "KAFKA_SSL_CA_FILE": self.ssl_ca_file,
+            "KAFKA_SSL_CERT_FILE": self.ssl_cert_file,
+            "KAFKA_SSL_KEY_FILE": self.ssl_key_file,
+        }
+        given = [name for name, path in files.items() if path]
+        if given and not tls:
+            raise ValueError(
+                f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} does not use "
+                "TLS (SSL or SASL_SSL does)"
+            )
+        if bool(self.ssl_cert_file) != bool(self.ssl_key_file):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together (a client certificate)")
+        for name, path in files.items():
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        return self
 
 
 class MongoSettings(_Section):
@@ -110,7 +185,9 @@ class ApiSettings(_Section):
         description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.",
     )
     cors_origins: str = Field(
-        default="", description="Comma-separated origins a browser may call the API from; none by default."
+        default="",
+        description="Comma-separated origins a browser may call every route from (`*`: any); none by "
+        "default.",
     )
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
@@ -163,6 +240,12 @@ class IngestSettings(_Section):
     max_event_bytes: int = Field(default=32_768, ge=256)
     max_body_bytes_in_progress: int = Field(
         default=16_777_216, ge=1024, description="Bodies of the ingest requests alive, at most (then 503)."
+    )
+    max_compression_ratio: int = Field(
+        default=100,
+        ge=1,
+        description="A compressed body (Content-Encoding gzip or deflate) may inflate to at most this many "
+        "times its size on the wire (then 413), besides the size limits, which count its inflated bytes.",
     )
 
 
@@ -244,6 +327,7 @@ MIN_KEY_LENGTH = 16
 PLACEHOLDER_MARK = "CHANGE-ME"
 COMMITTED_DEV_KEYS = ("local-dev-key-not-a-secret",)
 _COMMITTED_DIGESTS = frozenset(hashlib.sha256(key.encode()).digest() for key in COMMITTED_DEV_KEYS)
+PUBLISHABLE_SCOPE = "activities:write"
 
 
 class ApiKey(BaseModel):
@@ -263,6 +347,14 @@ class ApiKey(BaseModel):
     key: SecretStr | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     scopes: tuple[ApiScope, ...] = Field(min_length=1)
+    publishable: bool = Field(
+        default=False,
+        description="A key for web pages, which anyone can read in them: activities:write only, from its "
+        "`origins` only, and it may travel in the query (`?key=`).",
+    )
+    origins: tuple[str, ...] = Field(
+        default=(), description="A publishable key's web origins (`https://shop.example`), at least one."
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiKey:
@@ -271,6 +363,34 @@ class ApiKey(BaseModel):
         if self.key is not None and len(self.key.get_secret_value()) < MIN_KEY_LENGTH:
             raise ValueError(f"key {self.name!r}: a key must be at least {MIN_KEY_LENGTH} characters")
         return self
+
+    @model_validator(mode="after")
+    def _publishable_writes_from_its_origins(self) -> ApiKey:
+        if not self.publishable:
+            if self.origins:
+                raise ValueError(
+                    f'key {self.name!r}: `origins` is only for a publishable key; add "publishable": true '
+                    "(it then may only write) or remove `origins`"
+                )
+            return self
+        others = sorted(set(self.scopes) - {PUBLISHABLE_SCOPE})
+        if others:
+            raise ValueError(
+                f"key {self.name!r}: a publishable key is public (it is in the page) and may hold only the "
+                f"scope {PUBLISHABLE_SCOPE}; remove {', '.join(others)} from its scopes, or make a second, "
+                "secret key for them"
+            )
+        if not self.origins:
+            raise ValueError(
+                f"key {self.name!r}: a publishable key needs `origins`, the web origins of the pages that "
+                'use it (e.g. ["https://shop.example"])'
+            )
+        return self
+
+    @field_validator("origins")
+    @classmethod
+    def _web_origins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(_origin(str(info.data.get("name", "?")), origin) for origin in value)
 
     @property
     def shipped(self) -> bool:
@@ -286,6 +406,31 @@ class ApiKey(BaseModel):
             return hashlib.sha256(self.key.get_secret_value().encode()).digest()
         assert self.sha256 is not None
         return bytes.fromhex(self.sha256)
+
+
+def _origin(key: str, value: str) -> str:
+    """``value`` as browsers send it in ``Origin``: scheme://host[:port], lower case, no default port."""
+    try:
+        parts = urlsplit(value.strip().rstrip("/").lower())
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            f"key {key!r}: {value!r} is not a web origin; write scheme://host[:port], e.g. https://shop.example"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" if port in (None, default) else f"{parts.scheme}://{host}:{port}"
 
 
 class AuthSettings(_Section):
@@ -328,7 +473,8 @@ class AuthSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """A token bucket per API key (per client address when auth is off)."""
+    """A token bucket per API key (per client address when auth is off); a publishable key also has one
+    per client address, so that one visitor cannot spend the whole key's budget."""
 
     model_config = _config("RATE_LIMIT_")
 
@@ -337,6 +483,14 @@ class RateLimitSettings(_Section):
     burst: int = Field(default=2000, ge=1)
     storage_uri: str = Field(
         default="memory://", description="memory:// (this process) or redis://host:port/db (shared)."
+    )
+    address_events_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Publishable keys also have a bucket per client address (IPv6: per /64): its refill.",
+    )
+    address_burst: int = Field(
+        default=500, ge=1, description="The size of a publishable key's bucket per client address."
     )
 
     @field_validator("storage_uri")

@@ -174,15 +174,26 @@ class Core:
     def has_room(self) -> bool:
         return self.enqueued - self.finished < self.max_queue_size
 
-    def put(self, event_id: str, body: bytes) -> bool:
+    def put(self, body: bytes) -> bool:
         """Queues an event; True when a sender should be woken (the first event, or a full batch)."""
-        self.queue.put(event_id, body)
+        self.queue.put(body)
         self.enqueued += 1
         waiting = self.enqueued - self.taken
         if waiting == 1:
             self.oldest_at = time.monotonic()
             return True
         return waiting == self.max_batch_size
+
+    def drop(self) -> None:
+        """An event not queued (on_full="drop"): counted, and logged at the 1st, 2nd, 4th, 8th... drop, so
+        a full queue is never silent and a long one does not flood the log."""
+        self.dropped += 1
+        if self.dropped & (self.dropped - 1) == 0:
+            log.warning(
+                'queue full (%d events): %d event(s) dropped so far (on_full="drop")',
+                self.max_queue_size,
+                self.dropped,
+            )
 
     # --- senders --------------------------------------------------------------------------------------
 

@@ -39,12 +39,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activity_client._events import ID_LENGTH, ID_OFFSET, Event, event_id_of
+from activity_client._events import Event
 
 SEGMENT_BYTES = 16 * 1024 * 1024
 _ACK = struct.Struct("<QQ")
-_ID = 8 + ID_OFFSET  # where the event id starts in a record, after the checksum
-_ID_END = _ID + ID_LENGTH
 _NAME = re.compile(r"^(?P<token>[0-9]+-[0-9a-f]+)\.(?:lock|(?P<n>[0-9]{6})\.(?P<kind>seg|ack))$")
 
 
@@ -102,7 +100,7 @@ class SpoolQueue:
     def __len__(self) -> int:
         return self._next_seq - self._read_seq
 
-    def put(self, event_id: str, body: bytes) -> None:
+    def put(self, body: bytes) -> None:
         self._append(b"%08x%b\n" % (zlib.crc32(body), body))
         self._next_seq += 1
 
@@ -128,7 +126,7 @@ class SpoolQueue:
                 size += length + 32
                 if len(batch) == max_items or (batch and size > max_bytes):
                     break
-                batch.append(Event(seq, line[_ID:_ID_END].decode(), line[8:], (n, off, length)))
+                batch.append(Event(seq, line[8:], (n, off, length)))
                 seq += 1
                 off += length
             taken = len(batch) - start
@@ -300,7 +298,7 @@ class SpoolQueue:
             for n in numbers:
                 seg_path = self._path(token, n, "seg")
                 for body in _unfinished(seg_path, self._path(token, n, "ack"), self.stats):
-                    self.put(event_id_of(body), body)
+                    self.put(body)
                     self.stats.adopted += 1
             for n in numbers:
                 _unlink(self._path(token, n, "seg"))

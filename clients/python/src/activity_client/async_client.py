@@ -124,7 +124,7 @@ class AsyncClient:
         self._start()
         if not core.has_room() and not await self._wait_for_room():
             return event_id
-        if core.put(event_id, body):
+        if core.put(body):
             self._wake.set()
         return event_id
 
@@ -206,7 +206,7 @@ class AsyncClient:
         core = self._core
         policy = core.options.on_full
         if policy == "drop":
-            core.dropped += 1
+            core.drop()
             return False
         if policy == "block":
             await self._wait(lambda: core.has_room() or core.closed, core.options.block_timeout)

@@ -129,7 +129,7 @@ class Client:
                 self._start()
             if not core.has_room() and not self._wait_for_room():
                 return event_id
-            if core.put(event_id, body):
+            if core.put(body):
                 self._work.notify()
         return event_id
 
@@ -225,7 +225,7 @@ class Client:
         core = self._core
         policy = core.options.on_full
         if policy == "drop":
-            core.dropped += 1
+            core.drop()
             return False
         if policy == "block":
             deadline = time.monotonic() + core.options.block_timeout

@@ -32,7 +32,12 @@ class ProgressTracker:
         """Call once the batch is stored and committed (``next_offsets``: what was committed)."""
         now = datetime.now(UTC)
         progress = []
+        assigned = self._consumer.assignment()
         for tp, next_offset in next_offsets.items():
+            if tp not in assigned:
+                # Taken away by a rebalance while the batch was written or committed (the commit was then
+                # refused): the new owner records its progress. Asking for its highwater would raise.
+                continue
             highwater = self._consumer.highwater(tp)
             caught_up = highwater is not None and next_offset >= highwater
             if highwater is not None:

@@ -10,11 +10,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from activity_service.domain.delivery import LogPosition, ReadBatch
 from activity_service.infrastructure.kafka.codec import decode
+from activity_service.infrastructure.kafka.connection import Connection, options_of
+from activity_service.infrastructure.kafka.connection import start as start_client
 from activity_service.infrastructure.kafka.topics import partitions_of
 
 
 async def read_topic(
-    bootstrap_servers: str,
+    connection: Connection,
     topic: str,
     *,
     start: datetime | None = None,
@@ -24,14 +26,14 @@ async def read_topic(
     """Yield the topic's events in batches. Bounds compare with each message's Kafka timestamp (the
     time the API published it); without ``end`` the read stops at the end offsets seen when it began."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **options_of(connection),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",  # an assigned partition starts at its beginning unless we seek
         client_id="activity-replay",
     )
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
-    await consumer.start()
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(connection, topic)]
+    await start_client(consumer, connection)
     try:
         consumer.assign(partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)

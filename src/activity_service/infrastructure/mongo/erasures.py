@@ -37,6 +37,12 @@ class MongoErasureLog:
         )
 
     async def add(self, erasure: Erasure) -> None:
+        try:
+            await self._insert(erasure)
+        except ConnectionFailure as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _insert(self, erasure: Erasure) -> None:
         await self._collection.insert_one(
             {
                 "_id": erasure.id,
@@ -53,10 +59,10 @@ class MongoErasureLog:
 
     async def get(self, tenant: str, erasure_id: str) -> Erasure | None:
         try:
-            document = await self._collection.find_one({"_id": erasure_id})
+            document = await self._collection.find_one({"_id": erasure_id, "tenant": tenant})
         except ConnectionFailure as exc:
             raise StoreUnavailable(str(exc)) from exc
-        if document is None or document["tenant"] != tenant:
+        if document is None:
             return None
         return _erasure(document)
 

@@ -190,8 +190,12 @@ class MongoActivityRepository:
             if verdict == _INSERTED:
                 records.append(Counted(activity, position, stored_it=True))
             elif verdict == _DUPLICATE:
-                source, fingerprint = stored.get(storage_id(*activity.key), (None, None))
-                if activity.fingerprint is not None and fingerprint not in (None, activity.fingerprint):
+                found = stored.get(storage_id(*activity.key))
+                source = None if found is None else found[0]
+                # A fingerprinted duplicate of an event stored with another fingerprint, or none (the
+                # server named it: nothing says it is the same event).
+                printed = activity.fingerprint
+                if printed is not None and found is not None and found[1] != printed:
                     conflicts.append(activity.key)
                 elif position is not None:
                     records.append(Counted(activity, position, stored_it=source == str(position)))

@@ -13,7 +13,11 @@ import asyncpg
 
 from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.stats import BucketCount, CountQuery
-from activity_service.infrastructure.postgres.repository import READ_TIMED_OUT, UNAVAILABLE
+from activity_service.infrastructure.postgres.repository import (
+    MATCHES_NOTHING,
+    READ_TIMED_OUT,
+    UNAVAILABLE,
+)
 
 
 class PostgresActivityCounts:
@@ -44,6 +48,8 @@ class PostgresActivityCounts:
         try:
             async with self._pool.acquire(timeout=self._read_s) as connection:
                 rows = await connection.fetch(sql, *args, timeout=self._read_s)
+        except MATCHES_NOTHING:
+            return []
         except READ_TIMED_OUT as exc:
             raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:

@@ -10,7 +10,7 @@ import asyncpg
 from activity_service.domain.activity import EventKey
 from activity_service.domain.delivery import DeadLetter, PartitionProgress
 from activity_service.domain.errors import StoreUnavailable
-from activity_service.infrastructure.postgres.repository import UNAVAILABLE
+from activity_service.infrastructure.postgres.repository import MATCHES_NOTHING, UNAVAILABLE
 
 
 class PostgresDeadLetterLog:
@@ -66,6 +66,8 @@ class PostgresDeadLetterLog:
                     tenant,
                     event_id,
                 )
+        except MATCHES_NOTHING:
+            return set()
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return {r["error_type"] for r in rows}

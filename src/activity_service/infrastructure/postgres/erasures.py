@@ -14,7 +14,7 @@ import asyncpg
 
 from activity_service.domain.erasure import Erasure, ErasureStatus, UserKey
 from activity_service.domain.errors import StoreUnavailable
-from activity_service.infrastructure.postgres.repository import UNAVAILABLE
+from activity_service.infrastructure.postgres.repository import MATCHES_NOTHING, UNAVAILABLE
 
 FIELDS = "id, tenant, user_id, requested_at, status, removed, finished_at, generation"
 USERS = "(tenant, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
@@ -49,6 +49,12 @@ class PostgresErasureLog:
 
     async def add(self, erasure: Erasure) -> None:
         """Adding one already there (a retried request) keeps the first."""
+        try:
+            await self._insert(erasure)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _insert(self, erasure: Erasure) -> None:
         async with self._pool.acquire() as connection:
             await connection.execute(
                 f"INSERT INTO erasures ({FIELDS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -69,6 +75,8 @@ class PostgresErasureLog:
                 row = await connection.fetchrow(
                     f"SELECT {FIELDS} FROM erasures WHERE tenant = $1 AND id = $2", tenant, erasure_id
                 )
+        except MATCHES_NOTHING:
+            return None
         except UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return None if row is None else _erasure(row)

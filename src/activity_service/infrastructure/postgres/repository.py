@@ -38,6 +38,10 @@ UNAVAILABLE = (
 )
 
 
+# A read whose value holds U+0000, which PostgreSQL's text cannot hold (the server refuses the statement):
+# nothing stored can match it, so the read finds nothing rather than failing.
+MATCHES_NOTHING = asyncpg.CharacterNotInRepertoireError
+
 # A read past its time limit: asyncpg's own timeout (it cancels the statement on the server), or the
 # server's statement_timeout when one is set for the role.
 READ_TIMED_OUT = (TimeoutError, asyncpg.QueryCanceledError)
@@ -105,6 +109,8 @@ class PostgresActivityRepository:
                 if query.count_total:
                     count_sql, count_args = count_query(where, args, query.count_limit)
                     total = await connection.fetchval(count_sql, *count_args, timeout=self._read_s)
+        except MATCHES_NOTHING:
+            rows, total = [], 0 if query.count_total else None
         except READ_TIMED_OUT as exc:
             raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
@@ -141,6 +147,8 @@ class PostgresActivityRepository:
         try:
             async with self._pool.acquire(timeout=self._read_s) as connection:
                 return await connection.fetchrow(sql, *args, timeout=self._read_s)
+        except MATCHES_NOTHING:
+            return None
         except READ_TIMED_OUT as exc:
             raise QueryTimedOut(f"{type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:

@@ -106,10 +106,10 @@ def conflicts_of(
     inserted: Mapping[EventKey, str | None],
     stored: Mapping[EventKey, str | None],
 ) -> list[EventKey]:
-    """The duplicates whose fingerprint differs from the stored event's, both known (events without
-    one are never conflicts). ``inserted``: the fingerprints this batch stored (the first record of
-    each with that key and fingerprint is the one that stored it; a later one repeats it);
-    ``stored``: those of events stored before."""
+    """The fingerprinted duplicates whose fingerprint differs from the stored event's, or whose stored
+    event has none (the server named it: nothing says it is the same event). ``inserted``: the
+    fingerprints this batch stored (the first record of each with that key and fingerprint is the one
+    that stored it; a later one repeats it); ``stored``: those of events stored before."""
     conflicts: list[EventKey] = []
     placed: set[EventKey] = set()
     for activity in activities:
@@ -117,7 +117,9 @@ def conflicts_of(
         if key in inserted and key not in placed and activity.fingerprint == inserted[key]:
             placed.add(key)
             continue
-        kept = inserted[key] if key in inserted else stored.get(key)
-        if activity.fingerprint is not None and kept is not None and kept != activity.fingerprint:
+        if activity.fingerprint is None or (key not in inserted and key not in stored):
+            continue  # a record that says nothing of its content, or one whose event is gone meanwhile
+        kept = inserted[key] if key in inserted else stored[key]
+        if kept != activity.fingerprint:
             conflicts.append(key)
     return conflicts

@@ -10,6 +10,7 @@ import base64
 import orjson
 
 from activity_service.domain.errors import FieldError
+from activity_service.domain.ids import EVENT_ID_PATTERN
 from activity_service.domain.query import InvalidQuery, Position
 from activity_service.domain.times import from_iso, to_iso
 
@@ -23,8 +24,10 @@ def decode_cursor(token: str, fingerprint: str) -> Position:
     """Raises InvalidQuery when the token is not a cursor or was made for other filters."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = Position(from_iso(data["t"]), str(data["i"]))
+        position = Position(from_iso(data["t"]), data["i"])
         made_for = data["f"]
+        if not EVENT_ID_PATTERN.fullmatch(position.id):  # every stored id has this shape
+            raise ValueError(position.id)
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise InvalidQuery([FieldError("cursor", "is not a cursor this API returned")]) from None
     if made_for != fingerprint:

@@ -1,9 +1,12 @@
 """Checks made before a request body is parsed: the API must not be overloaded (503), the body must be
-JSON (415) and within its size limit (413).
+JSON (415; text/plain holding JSON from a publishable key), in a content coding the API takes (415),
+within its size limit (413) and, compressed, a stream that inflates (400).
 
 A declared Content-Length over the limit is refused without reading a byte of the body; a chunked body
-is read only up to the limit. The guard reads the body itself, before the request takes a processing
-slot, and hands it on in one message. Pure ASGI, so it costs next to nothing on the hot path.
+is read only up to the limit, and a compressed one inflated only up to it (bodies.py). The guard reads
+the body itself, before the request takes a processing slot, and hands it on in one message, as the
+routes read it: inflated and, from a beacon, as JSON. Pure ASGI, so it costs next to nothing on the hot
+path.
 """
 
 from __future__ import annotations
@@ -17,15 +20,10 @@ from collections.abc import Collection, Mapping
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from activity_service.interfaces.http import bodies
 from activity_service.interfaces.http.problems import problem
 from activity_service.interfaces.http.route_table import route_path
-
-
-def is_json(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+from activity_service.interfaces.http.security.keys import Client
 
 
 class LoopLag:
@@ -91,6 +89,7 @@ class IngestGuard:
         accept_queue: AcceptQueue | None = None,
         max_accept_queue: int = 64,
         max_body_bytes: int = 16 * 1024 * 1024,
+        max_compression_ratio: int = 100,
     ) -> None:
         """``limits``: the largest body, in bytes, that a POST to each (routed) path may carry. An ingest
         request is refused with 503 at once, before its body is read, while ``max_concurrent`` of them
@@ -99,6 +98,8 @@ class IngestGuard:
         requests alive would pass ``max_body_bytes`` with this one (its declared length; its limit when
         chunked): overload is refused promptly (a refusal costs a fraction of an acceptance, so the queue
         drains) instead of queueing behind a busy CPU, and what bodies cost in memory is bounded in bytes.
+        A compressed body counts its inflated bytes against ``limits`` and ``max_body_bytes``, and may
+        inflate to at most ``max_compression_ratio`` times its size (bodies.py).
 
         A request takes one of the ``max_concurrent`` slots only once its body is in: a client that sends
         its body slowly holds a socket (for at most API_BODY_TIMEOUT_SECONDS, see connections.py) and its
@@ -110,6 +111,7 @@ class IngestGuard:
         self.accept_queue = accept_queue if accept_queue is not None else AcceptQueue()
         self.max_accept_queue = max_accept_queue
         self.max_body_bytes = max_body_bytes
+        self.max_compression_ratio = max_compression_ratio
         self.in_progress = 0
         self.body_bytes = 0
         """Bytes reserved by the bodies of the ingest requests alive (being read or processed)."""
@@ -126,30 +128,48 @@ class IngestGuard:
             await _BUSY(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if not is_json(headers.get("content-type", "")):
-            response = problem(415, "Send the body as JSON, with Content-Type: application/json.")
-            await response(scope, receive, send)
+        media = bodies.media_type(headers.get("content-type", ""))
+        if media is None or (media == "text" and not _publishable(scope)):
+            await _UNSUPPORTED_MEDIA(scope, receive, send)
+            return
+        try:
+            # Two Content-Encoding lines are one list (RFC 9110 5.3): stacked codings, refused.
+            encoding = bodies.coding(",".join(headers.getlist("content-encoding")) or None)
+        except ValueError:
+            await _UNSUPPORTED_CODING(scope, receive, send)
             return
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(bodies.TooLarge(limit))(scope, receive, send)
             return
-        reserved = limit if declared is None else int(declared)
+        # What the body will hold in memory: a compressed one, up to its limit once inflated.
+        reserved = limit if declared is None or encoding is not None else int(declared)
         if self.body_bytes and self.body_bytes + reserved > self.max_body_bytes:
             await _BUSY(scope, receive, send)
             return
         self.body_bytes += reserved
         try:
             try:
-                body = await _read(receive, limit)
-            except _Gone:
+                body = await bodies.read(
+                    receive,
+                    limit,
+                    encoding,
+                    self.max_compression_ratio,
+                    None if declared is None else int(declared),
+                )
+            except bodies.Gone:
                 return  # the client went away (or its body deadline passed) before sending it all
-            if body is None:
-                await _too_large(limit)(scope, receive, send)
+            except bodies.TooLarge as exc:
+                await _too_large(exc)(scope, receive, send)
+                return
+            except bodies.Corrupt as exc:
+                await problem(400, str(exc))(scope, receive, send)
                 return
             if self.in_progress >= self.max_concurrent:
                 await _BUSY(scope, receive, send)
                 return
+            if encoding is not None or media != "json":
+                scope = _as_json(scope, len(body))
             self.in_progress += 1
             try:
                 await self.app(scope, _replay(body, receive), send)
@@ -169,29 +189,37 @@ class IngestGuard:
 _BUSY = problem(503, "The API is over capacity; nothing was accepted.", headers={"Retry-After": "1"})
 
 
-class _Gone(Exception):
-    """The client went away while its body was read."""
+_UNSUPPORTED_MEDIA = problem(
+    415,
+    "Send the body as JSON, with Content-Type: application/json (text/plain holding JSON is accepted only "
+    "with a publishable key, from a browser).",
+)
+_UNSUPPORTED_CODING = problem(
+    415,
+    "The body's Content-Encoding is not one this API takes: send it as it is, or compressed with gzip or "
+    "deflate (one coding).",
+    headers={"Accept-Encoding": bodies.ACCEPTED_CODINGS},
+)
 
 
-async def _read(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None when it is larger than ``limit``; raises _Gone if the client went away."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Gone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def _publishable(scope: Scope) -> bool:
+    """Whether the request's key (the gate put its client in the scope's state) is a publishable one."""
+    client = scope.get("state", {}).get("client")
+    return isinstance(client, Client) and client.publishable
 
 
-def _too_large(limit: int) -> ASGIApp:
-    return problem(413, f"The body is larger than this endpoint's limit of {limit} bytes.", limit=limit)
+def _too_large(exc: bodies.TooLarge) -> ASGIApp:
+    if exc.ratio is not None:
+        return problem(413, str(exc), limit=exc.limit, maxCompressionRatio=exc.ratio)
+    return problem(413, str(exc), limit=exc.limit)
+
+
+def _as_json(scope: Scope, length: int) -> Scope:
+    """The request as the routes read its body: inflated, JSON, of ``length`` bytes."""
+    dropped = (b"content-encoding", b"content-length", b"content-type")
+    headers = [(name, value) for name, value in scope["headers"] if name not in dropped]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+    return {**scope, "headers": headers}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -56,6 +56,13 @@ class RouteTable:
         return sorted(found)
 
 
+def public_path(scope: Scope, path: str) -> str:
+    """``path`` of this app as a client reaches it: under the ``root_path`` the app is served or mounted
+    under (for Location headers)."""
+    root: str = scope.get("root_path", "")
+    return root + path
+
+
 def route_path(scope: Scope) -> str:
     """The path as the router sees it: without the ``root_path`` the app is mounted or served under
     (the same rule as Starlette's router, so what is checked is what is routed)."""

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from activity_service.application.replay_activities import ReplayReport
 from activity_service.bootstrap import replay_service
 from activity_service.domain.retention import retention_cutoff
-from activity_service.infrastructure.kafka.replay import read_topic
 from activity_service.infrastructure.settings import Settings
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -37,7 +36,7 @@ async def replay(
             flush=True,
         )
         report = await services.replay.execute(
-            read_topic(settings.kafka.bootstrap_servers, topic, start=start, end=end),
+            services.read(topic, start=start, end=end),
             forget_dead_letters=dead_letters,
             expired_before=retention_cutoff(datetime.now(UTC), settings.retention.days),
             on_progress=progress,

@@ -13,6 +13,7 @@ from activity_service.domain.times import to_iso
 from activity_service.interfaces.http.callers import sender_of, shows_addresses, tenant_of
 from activity_service.interfaces.http.dependencies import Services
 from activity_service.interfaces.http.observability import rejected_events
+from activity_service.interfaces.http.route_table import public_path
 from activity_service.interfaces.http.schemas.common import Problem
 from activity_service.interfaces.http.schemas.ingest import (
     Accepted,
@@ -41,9 +42,56 @@ UNAVAILABLE = {**PROBLEM, "description": "The database is unavailable; see Retry
 # rate-limit token: the ApiGate middleware sees to it before a route runs (security/gate.py).
 # What every route under /api may answer before it runs (the ApiGate: security/gate.py).
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        **PROBLEM,
+        "description": "A secret API key sent in the query (`?key=` is for publishable keys only), or a key "
+        "sent twice.",
+    },
     401: {**PROBLEM, "description": "No API key, or not a valid one (see WWW-Authenticate)."},
-    403: {**PROBLEM, "description": "The API key lacks the scope this needs."},
-    429: {**PROBLEM, "description": "Over the client's rate limit; see Retry-After and RateLimit."},
+    403: {
+        **PROBLEM,
+        "description": "The API key lacks the scope this needs, or is a publishable key used from another "
+        "origin (or without Origin).",
+    },
+    429: {
+        **PROBLEM,
+        "description": "Over the client's rate limit (a publishable key's: also its client address's); see "
+        "Retry-After and RateLimit.",
+    },
+}
+# The ingest bodies as the IngestGuard takes them (guard.py, bodies.py): compressed or not, and from a
+# publishable key also as text/plain (a browser's beacon). Declared here for the document only: the
+# guard has read, inflated and checked the body before a route runs.
+COMPRESSIBLE = {
+    "name": "Content-Encoding",
+    "in": "header",
+    "required": False,
+    "description": "The body may be compressed with `gzip` or `deflate` (zlib or raw). The size limits "
+    "count the decompressed body, which may also be at most INGEST_MAX_COMPRESSION_RATIO (100) times "
+    "its compressed size (else 413); a stream that does not decompress whole is a 400, another coding "
+    "a 415.",
+    "schema": {"type": "string", "enum": ["gzip", "x-gzip", "deflate", "identity"]},
+}
+
+
+def ingest_body(schema: str) -> dict[str, Any]:
+    """What the OpenAPI document says of an ingest route's body beyond its JSON schema."""
+    text = {
+        "schema": {"$ref": f"#/components/schemas/{schema}"},
+        "description": "The same JSON as text/plain (`navigator.sendBeacon`): only with a publishable key.",
+    }
+    # A publishable key may also come in the query (security/auth.py adds the header schemes).
+    return {
+        "parameters": [COMPRESSIBLE],
+        "requestBody": {"content": {"text/plain": text}},
+        "security": [{"publishableKey": []}],
+    }
+
+
+UNSUPPORTED = {
+    **PROBLEM,
+    "description": "Body is not JSON (text/plain is JSON only with a publishable key), or its "
+    "Content-Encoding is neither gzip nor deflate (see Accept-Encoding).",
 }
 router = APIRouter(
     prefix="/api/activities",
@@ -57,10 +105,24 @@ router = APIRouter(
     "",
     status_code=202,
     summary="Record one activity",
+    openapi_extra=ingest_body("ActivityIn"),
     responses={
-        400: {**PROBLEM, "description": "Invalid activity; `errors` names every offending field."},
-        413: {**PROBLEM, "description": "Body larger than the per-event limit."},
-        415: {**PROBLEM, "description": "Body is not JSON."},
+        400: {
+            **PROBLEM,
+            "description": "Invalid activity (`errors` names every offending field), or a compressed "
+            "body that does not decompress; or a secret API key sent in `?key=`, or a key sent twice.",
+        },
+        409: {
+            **PROBLEM,
+            "description": "This `id` (or Idempotency-Key) was sent before with other content: nothing "
+            "accepted. (A conflict the API cannot see is reported by `/status` as `conflict`.)",
+        },
+        413: {
+            **PROBLEM,
+            "description": "Body (decompressed) larger than INGEST_MAX_EVENT_BYTES, or compressed more "
+            "than INGEST_MAX_COMPRESSION_RATIO.",
+        },
+        415: UNSUPPORTED,
         503: {
             **PROBLEM,
             "description": "Kafka did not acknowledge in time, or the API is over capacity: nothing "
@@ -77,8 +139,8 @@ async def record_activity(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Fixes the event id (as `id` in the body would): resending with the same key stores "
-            "nothing new.",
+            description="Fixes the event id (as `id` in the body would): resending the same event with the "
+            "same key stores nothing new; other content under it is a conflict (409).",
         ),
     ] = None,
 ) -> Accepted:
@@ -87,7 +149,7 @@ async def record_activity(
     activity = await services.record_activity.execute(
         body.to_draft(sender_of(request), _idempotent_id(body, idempotency_key))
     )
-    response.headers["Location"] = f"/api/activities/{activity.id}"
+    response.headers["Location"] = public_path(request.scope, f"/api/activities/{activity.id}")
     return Accepted(id=activity.id)
 
 
@@ -96,13 +158,19 @@ async def record_activity(
     status_code=202,
     response_model=BatchAccepted,
     summary="Record a batch of activities",
+    openapi_extra=ingest_body("BatchIn"),
     responses={
-        400: {**PROBLEM, "description": "No item is valid; the body carries `results` as in a 202."},
+        400: {
+            **PROBLEM,
+            "description": "No item is valid (the body carries `results` as in a 202), or a compressed "
+            "body that does not decompress; or a secret API key sent in `?key=`, or a key sent twice.",
+        },
         413: {
             **PROBLEM,
-            "description": "Body over INGEST_MAX_BATCH_BYTES or more than INGEST_MAX_BATCH_ITEMS.",
+            "description": "Body (decompressed) over INGEST_MAX_BATCH_BYTES, compressed more than "
+            "INGEST_MAX_COMPRESSION_RATIO, or more than INGEST_MAX_BATCH_ITEMS.",
         },
-        415: {**PROBLEM, "description": "Body is not JSON."},
+        415: UNSUPPORTED,
         503: {
             **PROBLEM,
             "description": "Kafka did not acknowledge in time, or the API is over capacity: nothing "
@@ -115,7 +183,8 @@ async def record_batch(
 ) -> dict[str, Any]:
     """Each item is validated on its own. All valid items are published together, and the answer comes
     once Kafka acknowledged every one: `results` has one entry per item, in input order, `accepted` with
-    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint.
+    its id or `rejected` with its errors. Items with an `id` are idempotent, as in the single endpoint; an
+    item whose `id` was sent before with other content is `rejected` (errors on `id`).
     Spends one rate-limit token per item (the first one at the gate); a batch larger than
     RATE_LIMIT_BURST is a 413."""
     response.headers.update(await budget_of(request).spend(len(body.activities), prepaid=1))

@@ -17,6 +17,7 @@ from activity_service.domain.ids import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
 from activity_service.domain.times import to_iso
 from activity_service.interfaces.http.callers import tenant_of
 from activity_service.interfaces.http.dependencies import Services
+from activity_service.interfaces.http.route_table import public_path
 from activity_service.interfaces.http.routes.activities import GATE_RESPONSES, PROBLEM, UNAVAILABLE
 
 router = APIRouter(prefix="/api", tags=["erasure"], responses=GATE_RESPONSES)
@@ -50,14 +51,15 @@ class ErasureOut(BaseModel):
 
 
 @router.delete(
-    "/users/{userId}/activities",
+    "/users/{userId:path}/activities",  # :path: a userId may hold "/" (sent as %2F)
     status_code=202,
     response_model=ErasureRequested,
     summary="Erase a user's activities",
     responses={503: UNAVAILABLE},
 )
 async def erase_user(
-    userId: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_LENGTH)],
+    # No event can hold U+0000 in its userId (ingest refuses control characters, PostgreSQL cannot store it).
+    userId: Annotated[str, Path(min_length=1, max_length=MAX_USER_ID_LENGTH, pattern="^[^\\x00]+$")],
     request: Request,
     response: Response,
     services: Services,
@@ -68,7 +70,7 @@ async def erase_user(
     request are kept. A consumer carries it out; follow it at `Location` (GET /api/erasures/{id}). A user
     with no events is erased all the same (0 removed). Kafka keeps its copies until its retention."""
     erasure = await services.request_erasure.execute(tenant_of(request), userId)
-    response.headers["Location"] = f"/api/erasures/{erasure.id}"
+    response.headers["Location"] = public_path(request.scope, f"/api/erasures/{erasure.id}")
     return {"erasureId": erasure.id, "status": erasure.status.value}
 
 

@@ -61,7 +61,8 @@ class ActivityIn(BaseModel):
         default=None,
         max_length=MAX_EVENT_ID_LENGTH,
         pattern=EVENT_ID_PATTERN.pattern,
-        description="Client-chosen event id. Sending the same id again stores nothing new (idempotency).",
+        description="Client-chosen event id, unique within the key's tenant. The same event sent again "
+        "with it stores nothing new (idempotency); other content under it is a conflict, never stored.",
     )
 
     def to_draft(self, sender: Sender, event_id: str | None = None) -> ActivityDraft:

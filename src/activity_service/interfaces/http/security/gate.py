@@ -5,15 +5,16 @@ times more per request on the hot path.
 Deny by default, decided on the path the router will route (``route_path``: without the ``root_path``
 the app is served or mounted under), so that what is checked is what is served. Only the paths in
 ``OpenPaths`` pass without a key: liveness and readiness, the explorer page and the static files of it
-and of the Swagger UI, and /docs, /openapi.json and /metrics unless AUTH_PROTECT_DOCS /
-AUTH_PROTECT_METRICS ask for a key (any valid key then, and no rate-limit token). Every other path,
-known or not, needs a key holding the scope its method needs (activities:read to GET,
-activities:write otherwise) and spends a token.
+and of the Swagger UI, the browser SDK (/sdk/activity.js), and /docs, /openapi.json and /metrics
+unless AUTH_PROTECT_DOCS / AUTH_PROTECT_METRICS ask for a key (any valid secret key then, and no
+rate-limit token). Every other path, known or not, needs a key holding the scope its method needs
+(activities:read to GET, activities:write otherwise) and spends a token.
 
 Every request spends at least one token here, so that even a body that turns out invalid is paid for.
 Routes listed in ``per_event_paths`` (the batch endpoint) spend the rest, one token per event beyond the
 first, once they know how many events the body holds: the gate leaves the request's Budget in
 ``request.state.budget`` (``budget_of``), and the client in ``request.state.client`` (``client_of``).
+A publishable key also spends from its client address's bucket (throttle.py).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ class OpenPaths:
     protect_docs: bool = False
     protect_metrics: bool = False
 
-    ALWAYS = frozenset({"/health", "/health/ready", "/explorer"})
-    """Liveness, readiness, and the explorer page (static: it holds no data and no key; everything it
-    shows comes from /api, which asks for the key)."""
+    ALWAYS = frozenset({"/health", "/health/ready", "/explorer", "/sdk/activity.js"})
+    """Liveness, readiness, the explorer page (static: it holds no data and no key; everything it
+    shows comes from /api, which asks for the key) and the browser SDK (a static script: web pages load
+    it before they hold anything)."""
     STATIC = ("/docs/static/", "/explorer/static/")
     """Public files of the Swagger UI bundle and of the explorer: a browser fetches them without a key."""
     DOCS = frozenset({"/docs", "/openapi.json"})
@@ -77,12 +79,15 @@ class ApiGate:
         security: HttpSecurity,
         rate_limiter: TokenBuckets | None,
         per_event_paths: Collection[str] = (),
+        address_limiter: TokenBuckets | None = None,
     ) -> None:
         """``rate_limiter``: the clients' token buckets; None when requests are not limited.
-        ``per_event_paths``: routed paths whose route spends a token per event (the batch endpoint)."""
+        ``per_event_paths``: routed paths whose route spends a token per event (the batch endpoint).
+        ``address_limiter``: the buckets of publishable keys' client addresses (None: no such limit)."""
         self.app = app
         self.security = security
         self.rate_limiter = rate_limiter
+        self.address_limiter = address_limiter
         self.open_paths = OpenPaths.of(security)
         self.per_event_paths = frozenset(per_event_paths)
 
@@ -99,12 +104,14 @@ class ApiGate:
         try:
             peer = scope["client"][0] if scope.get("client") else None
             address = self.security.client_address(peer, headers)
+            query = scope.get("query_string", b"")
             if access is Access.ANY_KEY:
-                check(self.security, headers, address, ())
+                check(self.security, headers, address, (), query)
                 rate_headers = {}
             else:
-                client = check(self.security, headers, address, (required_scope(scope["method"], path),))
-                budget = Budget(self.rate_limiter, client)
+                needed = (required_scope(scope["method"], path),)
+                client = check(self.security, headers, address, needed, query)
+                budget = Budget(self.rate_limiter, client, self.address_limiter, address)
                 state = scope.setdefault("state", {})
                 state["client"], state["budget"] = client, budget
                 rate_headers = await budget.spend(1)

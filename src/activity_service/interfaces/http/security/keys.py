@@ -36,10 +36,29 @@ class Client:
     """Whose events it writes and reads: only its own."""
     source: str | None = None
     """What an event it writes records as its source: the key's name (none without auth)."""
+    origins: frozenset[str] | None = None
+    """A publishable key's web origins, the only ones it is taken from; None for a secret key."""
+
+    @property
+    def publishable(self) -> bool:
+        return self.origins is not None
 
     @classmethod
-    def for_key(cls, name: str, scopes: Iterable[str], tenant: str = DEFAULT_TENANT) -> Client:
-        return cls(name=name, scopes=frozenset(scopes), bucket=f"key:{name}", tenant=tenant, source=name)
+    def for_key(
+        cls,
+        name: str,
+        scopes: Iterable[str],
+        tenant: str = DEFAULT_TENANT,
+        origins: Iterable[str] | None = None,
+    ) -> Client:
+        return cls(
+            name=name,
+            scopes=frozenset(scopes),
+            bucket=f"key:{name}",
+            tenant=tenant,
+            source=name,
+            origins=None if origins is None else frozenset(origins),
+        )
 
     @classmethod
     def anonymous(cls, address: str | None) -> Client:
@@ -54,7 +73,15 @@ class _Entry:
 
 class ApiKeys:
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._entries = tuple(_Entry(k.digest, Client.for_key(k.name, k.scopes, k.tenant)) for k in keys)
+        self._entries = tuple(
+            _Entry(k.digest, Client.for_key(k.name, k.scopes, k.tenant, k.origins if k.publishable else None))
+            for k in keys
+        )
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """Every origin some publishable key is taken from."""
+        return frozenset(origin for entry in self._entries for origin in entry.client.origins or ())
 
     def __len__(self) -> int:
         return len(self._entries)

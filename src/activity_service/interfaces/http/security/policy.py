@@ -60,6 +60,11 @@ class HttpSecurity:
             protect_metrics=auth.enabled and auth.protect_metrics,
         )
 
+    @property
+    def publishable(self) -> bool:
+        """Whether some key is a publishable one (for web pages)."""
+        return self.keys is not None and bool(self.keys.origins)
+
     def client_address(self, peer: str | None, headers: Headers) -> str | None:
         """The socket's peer; X-Forwarded-For only when that peer is a trusted proxy."""
         if not self.proxies:
