@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activity_service.infrastructure.settings import KafkaSettings, MongoSettings, Settings
+from activity_service.infrastructure.settings import KafkaSettings, Settings
 from bench.machine import stack_pids
 from bench.plan import Plan
 from bench.procs import Names, Processes, service_env
 from bench.profiling import Sampler
+from bench.targets import Target
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Context:
     procs: Processes
     wrk: str
     extra_env: dict[str, str]
+    postgres: str = ""
+    """The DSN of a PostgreSQL database the bench's role can connect to (it creates its own beside it)."""
     py_spy: str | None = None
     """Set when the run takes profiles (default); None with --no-profile or without py-spy."""
     profile_dir: Path | None = None
@@ -45,25 +48,35 @@ class Context:
         """A phase's names; a phase run again after the stack went down gets new ones."""
         return Names.of(self.run_id, phase + (f"r{self.generation}" if self.generation else ""))
 
-    def env(self, names: Names, **overrides: str) -> dict[str, str]:
+    @property
+    def ferretdb(self) -> Target:
+        """The local stack's MongoDB: FerretDB on SQLite (or whatever MONGODB_URI names)."""
+        return Target("mongodb", "FerretDB (SQLite)", self.mongo)
+
+    @property
+    def postgresql(self) -> Target:
+        return Target("postgresql", "PostgreSQL", self.postgres)
+
+    def env(self, names: Names, target: Target | None = None, **overrides: str) -> dict[str, str]:
+        """A service process's environment for this phase, storing into ``target`` (default: FerretDB)."""
         return service_env(
             {"kafka": self.kafka, "mongo": self.mongo},
             names,
             self.plan.partitions,
-            {**self.extra_env, **overrides},
+            {**(target or self.ferretdb).env(names.database), **self.extra_env, **overrides},
         )
 
-    def settings(self, names: Names) -> Settings:
+    def settings(self, names: Names, target: Target | None = None) -> Settings:
         """Settings as the service processes of this phase see them (same environment, same names)."""
-        return Settings(
+        settings = Settings(
             kafka=KafkaSettings(
                 bootstrap_servers=self.kafka,
                 topic=names.topic,
                 consumer_group=names.group,
                 topic_partitions=self.plan.partitions,
             ),
-            mongodb=MongoSettings(uri=self.mongo, database=names.database),
         )
+        return (target or self.ferretdb).apply(settings, names.database)
 
     def sampler(self, pid: int, name: str, seconds: float) -> Sampler | None:
         """py-spy on ``pid`` for ``seconds``, when this run takes profiles."""

@@ -15,6 +15,7 @@ from typing import Any
 from activity_service.domain.activity import Activity
 from activity_service.infrastructure.kafka.codec import decode, encode
 from activity_service.infrastructure.mongo.documents import to_document
+from activity_service.infrastructure.postgres.rows import columns_of
 
 ACTIONS = ("page_view", "click", "login", "purchase", "logout")
 _PLACEHOLDER = "bench-id-placeholder-000000000000000"  # 36 characters, as long as a UUIDv7
@@ -56,9 +57,9 @@ class Messages:
         for _, parts in self._templates:
             assert len(parts) == 2, "the id placeholder must appear exactly once in an encoded event"
         # What the consumer stores for each template (decoded from the very bytes it reads).
-        self._documents = [
-            to_document(decode(head + _PLACEHOLDER.encode() + tail)) for _, (head, tail) in self._templates
-        ]
+        decoded = [decode(head + _PLACEHOLDER.encode() + tail) for _, (head, tail) in self._templates]
+        self._documents = [to_document(a) for a in decoded]
+        self._columns = columns_of(decoded)
 
     def message(self, n: int) -> tuple[bytes, bytes]:
         key, (head, tail) = self._templates[n % TEMPLATES]
@@ -67,6 +68,13 @@ class Messages:
     def documents(self, start: int, stop: int) -> list[dict[str, Any]]:
         """The documents the consumer stores for events start..stop-1: the same fields, the same id."""
         return [{**self._documents[n % TEMPLATES], "_id": event_id(self.tag, n)} for n in range(start, stop)]
+
+    def columns(self, start: int, stop: int) -> list[list[Any]]:
+        """What the PostgreSQL consumer sends for events start..stop-1 (``rows.columns_of`` of the decoded
+        batch): one list per column, the same values, the same ids."""
+        picks = [n % TEMPLATES for n in range(start, stop)]
+        ids = [event_id(self.tag, n) for n in range(start, stop)]
+        return [ids] + [[column[i] for i in picks] for column in self._columns[1:]]
 
 
 def query_documents(

@@ -32,7 +32,8 @@ def _top(profile: dict[str, Any] | None, count: int = 5) -> str:
     return "; ".join(f"`{label.split(' (')[0]}` {share}%" for label, share in rows)
 
 
-def capabilities(queries: dict[str, Any]) -> list[str]:
+def capabilities(queries: dict[str, Any], prose: bool = True) -> list[str]:
+    """The explain table of scenario 6 (or 13's queries), and, for FerretDB on SQLite, what it implies."""
     plans: dict[str, Any] = queries["details"]["explain"]
     figures = queries["figures"]
     lines = ["What the database did with each query shape (its own `explain`):", ""]
@@ -48,7 +49,7 @@ def capabilities(queries: dict[str, Any]) -> list[str]:
             f"| {shape} | {plan.get('filterPushdown', '?')} | {plan.get('sortPushdown', '?')} | "
             f"{plan.get('limitPushdown', '?')} | {steps} |"
         )
-    if not any("filterPushdown" in p for p in plans.values()):
+    if not prose or not any("filterPushdown" in p for p in plans.values()):
         return lines
     per_1000 = figures["first_page_ms_per_1000_docs"]
     lines += [
@@ -69,6 +70,46 @@ def capabilities(queries: dict[str, Any]) -> list[str]:
         "requests are index range scans (each index ends in the sort keys), so these numbers bound "
         "FerretDB, not the query design.",
     ]
+    return lines
+
+
+def pg_plans(scenario: dict[str, Any]) -> list[str]:
+    """Scenarios 10 and 11 on PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) of the statements behind each shape."""
+    plans: dict[str, list[dict[str, Any]]] = scenario["details"].get("explain", {})
+    if not plans:
+        return []
+    lines = [
+        "What PostgreSQL did with the statements the adapters send for each shape (EXPLAIN (ANALYZE, "
+        "BUFFERS), run after the measured requests, warm cache):",
+        "",
+        "| shape | statement | server ms | index scans | Sort node | buffers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for shape, statements in plans.items():
+        for n, plan in enumerate(statements, start=1):
+            sql = plan["sql"]
+            kind = "count" if "count(*)" in sql else ("counts" if "activity_counts" in sql else "rows")
+            indexes = ", ".join(plan["index_scans"]) or "—"
+            lines.append(
+                f"| {shape} | {n} ({kind}) | {plan['execution_ms']} | {indexes} | "
+                f"{'yes' if plan['has_sort_node'] else 'no'} | {plan['shared_buffers_hit_read'] or '—'} |"
+            )
+    lines.append("")
+    for shape, statements in plans.items():
+        for n, plan in enumerate(statements, start=1):
+            lines += [
+                f"<details><summary>{shape}, statement {n}</summary>",
+                "",
+                "```sql",
+                plan["sql"],
+                "-- parameters: " + ", ".join(plan["parameters"]),
+                "```",
+                "```",
+                *plan["plan"],
+                "```",
+                "</details>",
+                "",
+            ]
     return lines
 
 
@@ -207,7 +248,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
             why = explain(results) if explain else "see the scenario's figures above."
         except (KeyError, TypeError, ZeroDivisionError) as exc:  # a partial run: say what is missing
             why = f"(no explanation: figure {exc} missing from this run)"
-        lines += [f"- **{key[0]}. {targets}**: {why}", ""]
+        lines += [f"- **{key.split('_', 1)[0]}. {targets}**: {why}", ""]
     return lines
 
 
@@ -218,12 +259,12 @@ def profiles(results: dict[str, Any], out: Path) -> list[str]:
         if not profile:
             continue
         if "error" in profile:
-            lines += [f"### {key[0]}. {profile['error']}", ""]
+            lines += [f"### {key.split('_', 1)[0]}. {profile['error']}", ""]
             continue
         raw = Path(profile["raw_stacks"])
         where = raw.relative_to(out) if raw.is_relative_to(out) else raw
         lines += [
-            f"### {key[0]}. {scenario['title']}",
+            f"### {key.split('_', 1)[0]}. {scenario['title']}",
             "",
             f"{profile['samples']} samples ({profile['seconds_of_cpu']} s of CPU), "
             f"{profile.get('gc_percent', '?')}% of them in the cyclic garbage collector; raw stacks: "

@@ -25,9 +25,13 @@ def stack_dir() -> Path:
 def stack_pids() -> dict[str, int]:
     """The local stack's broker and database processes (to report their CPU), where this machine runs them."""
     pids = {}
-    for name, pidfile in (("kafka", "kafka/kafka.pid"), ("ferretdb", "ferretdb/ferretdb.pid")):
+    for name, pidfile in (
+        ("kafka", "kafka/kafka.pid"),
+        ("ferretdb", "ferretdb/ferretdb.pid"),
+        ("postgres", "postgres/postgres.pid"),
+    ):
         try:
-            pid = int((stack_dir() / pidfile).read_text().strip())
+            pid = int((stack_dir() / pidfile).read_text().split()[0])
         except (OSError, ValueError):
             continue
         if Path(f"/proc/{pid}").exists():

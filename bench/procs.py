@@ -48,8 +48,10 @@ class Names:
 def service_env(
     stack: Mapping[str, str], names: Names, partitions: int, extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """The environment of an API or consumer process. Auth stays on (as deployed) with one bench key;
-    the rate limit is off, since the bench is the one client and measures the service, not the limiter."""
+    """The environment of an API or consumer process, with the production defaults: auth on with one
+    bench key, the rate limiter on (in memory, as shipped) with its limits raised so that the bench, one
+    client sending far more than a client may, is never refused: every request pays the limiter's cost
+    and none gets a 429. Access log and metrics as shipped."""
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=stack["kafka"],
@@ -63,7 +65,9 @@ def service_env(
         AUTH_API_KEYS=json.dumps(
             [{"name": "bench", "key": API_KEY, "scopes": ["activities:write", "activities:read"]}]
         ),
-        RATE_LIMIT_ENABLED="false",
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_EVENTS_PER_SECOND="100000000",
+        RATE_LIMIT_BURST="100000000",
         # The consumer serves its metrics on a port of its own: a free one, so that a consumer of a test
         # running on this machine at the same time cannot take it.
         CONSUMER_METRICS_HOST="127.0.0.1",
@@ -117,10 +121,14 @@ class Processes:
         self.started.append(service)
         return service
 
-    def start_api(self, name: str, env: Mapping[str, str], *, ceiling: bool = False) -> Service:
+    def start_api(self, name: str, env: Mapping[str, str], *, kind: str = "service") -> Service:
+        """``kind``: "service" (`activity-service api`), "noop" (the service publishing to nothing,
+        bench/ceiling_server.py), "validate" or "asgi" (bench/bare_server.py)."""
         port = free_port()
-        if ceiling:
+        if kind == "noop":
             args = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
+        elif kind in ("validate", "asgi"):
+            args = [sys.executable, "-m", "bench.bare_server", kind, "--port", str(port)]
         else:
             args = [CLI, "api", "--port", str(port)]
         service = self.spawn(name, args, env)
@@ -200,6 +208,41 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
+    except OSError:
+        return []
+
+
+def postgres_cpu(postmaster: int, database: str | None) -> dict[int, float]:
+    """CPU seconds so far of each process of the PostgreSQL server that works for ``database``: the
+    backends connected to it and the server's own background processes (WAL writer, checkpointer,
+    background writer, autovacuum), by pid. Backends of other databases (other sessions sharing the
+    server) are left out; None counts every process of the server. A backend's title is
+    ``postgres: <role> <database> <client> <state>``."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is None or int(fields[1]) != postmaster and int(entry.name) != postmaster:
+            continue
+        title = _cmdline(int(entry.name))
+        is_backend = len(title) >= 4 and title[0] == "postgres:" and "(" in title[3]
+        if database is not None and is_backend and title[2] != database:
+            continue
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
 @dataclass
 class Usage:
     cpu_percent: float | None
@@ -208,19 +251,34 @@ class Usage:
 
 
 @contextmanager
-def watch(pids: Mapping[str, int], interval: float = 0.2) -> Iterator[dict[str, Usage]]:
+def watch(
+    pids: Mapping[str, int], interval: float = 0.2, *, database: str | None = None
+) -> Iterator[dict[str, Usage]]:
     """CPU (% of one core) and peak RSS of each process over the ``with`` block. Peak RSS is the kernel's
-    VmHWM after resetting it at the start (exact), or the highest sampled RSS where it cannot be reset."""
+    VmHWM after resetting it at the start (exact), or the highest sampled RSS where it cannot be reset.
+
+    ``postgres`` (the postmaster's pid) is a server of many processes: its CPU is that of the processes
+    working for ``database`` (see ``postgres_cpu``), sampled every second so that a backend that ends
+    within the block keeps all but its last second, and it has no peak RSS."""
     result: dict[str, Usage] = {}
+    pids = dict(pids)
+    postmaster = pids.pop("postgres", None)
+    server_start = postgres_cpu(postmaster, database) if postmaster else {}
     exact = {name: _reset_peak(pid) for name, pid in pids.items()}
     start_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     sampled = {name: rss_bytes(pid) for name, pid in pids.items()}
     stop = threading.Event()
 
+    server_seen = dict(server_start)
+
     def sample() -> None:
+        ticks = 0
         while not stop.wait(interval):
             for name, pid in pids.items():
                 sampled[name] = max(sampled[name], rss_bytes(pid))
+            ticks += 1
+            if postmaster and ticks % max(1, round(1 / interval)) == 0:
+                server_seen.update(postgres_cpu(postmaster, database))
 
     sampler = threading.Thread(target=sample, daemon=True)
     started = time.monotonic()
@@ -231,6 +289,12 @@ def watch(pids: Mapping[str, int], interval: float = 0.2) -> Iterator[dict[str, 
         stop.set()
         sampler.join()
         elapsed = max(time.monotonic() - started, 1e-9)
+        if postmaster:
+            server_end = {**server_seen, **postgres_cpu(postmaster, database)}
+            spent = sum(max(0.0, cpu - server_start.get(pid, 0.0)) for pid, cpu in server_end.items())
+            result["postgres"] = Usage(
+                cpu_percent=round(100 * spent / elapsed, 1) if server_end else None, peak_rss_mb=None
+            )
         for name, pid in pids.items():
             end_cpu = cpu_seconds(pid)
             if end_cpu <= 0 or end_cpu < start_cpu[name]:  # gone: another session restarted it

@@ -25,21 +25,31 @@ from bench.errors import BenchError
 from bench.procs import AUTH_HEADERS
 from bench.stats import ms, percentile
 from bench.store import ensure_indexes, explain, insert_all, mongo_database
+from bench.targets import Target
 
 LIMIT = 10
 
 
-def run(ctx: Context) -> dict[str, Any]:
+def run(
+    ctx: Context,
+    target: Target | None = None,
+    *,
+    phase: str = "queries",
+    events: int | None = None,
+    number: str = "6",
+) -> dict[str, Any]:
     plan = ctx.plan
-    names = ctx.names("queries")
+    target = target or ctx.ferretdb
+    names = ctx.names(phase)
     tag = f"q{ctx.run_id}"
     newest = now_millis() - timedelta(minutes=1)
-    total = plan.query_events
+    total = events if events is not None else plan.query_events
     ctx.say(
-        f"scenario 6: inserting {total:,} events straight into {names.database} (insert_many, 5,000 a batch)"
+        f"scenario {number}: inserting {total:,} events straight into {names.database} on {target.label} "
+        "(insert_many, 5,000 a batch)"
     )
-    insert_rate, plans = asyncio.run(_fill(ctx, names, tag, newest, total))
-    ctx.say(f"scenario 6: inserted at {insert_rate:,.0f} docs/s; starting the API (consumer stopped)")
+    insert_rate, plans = asyncio.run(_fill(ctx, target, names, tag, newest, total))
+    ctx.say(f"scenario {number}: inserted at {insert_rate:,.0f} docs/s; starting the API (consumer stopped)")
     day = (newest - timedelta(days=15)).date().isoformat()
     deep_page = max(2, total // (2 * LIMIT))
     kinds: dict[str, dict[str, Any]] = {
@@ -52,7 +62,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "deep cursor page": {},  # filled in with the deep offset page's nextCursor
         "get by id": {},
     }
-    api = ctx.procs.start_api("api-queries", ctx.env(names))
+    api = ctx.procs.start_api(f"api-{phase}", ctx.env(names, target))
     timings: dict[str, list[float]] = {k: [] for k in kinds}
     try:
         with httpx.Client(base_url=api.base_url, headers=AUTH_HEADERS, timeout=300) as client:
@@ -64,7 +74,8 @@ def run(ctx: Context) -> dict[str, Any]:
             ]["id"] == event_id(tag, deep_page * LIMIT)
             by_id = f"{API_PATH}/{event_id(tag, total // 2)}"
             ctx.say(
-                f"scenario 6: {plan.query_samples} samples of {len(kinds)} kinds of request, one at a time"
+                f"scenario {number}: {plan.query_samples} samples of {len(kinds)} kinds of request, "
+                "one at a time"
             )
             for sample in range(plan.query_samples):
                 for kind, params in kinds.items():
@@ -73,7 +84,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     _get(client, path, params)
                     timings[kind].append(time.perf_counter() - began)
                 ctx.say(
-                    f"scenario 6: sample {sample + 1}/{plan.query_samples}: first page "
+                    f"scenario {number}: sample {sample + 1}/{plan.query_samples}: first page "
                     f"{ms(timings['first page'][-1])} ms, "
                     f"deep cursor {ms(timings['deep cursor page'][-1])} ms"
                 )
@@ -116,7 +127,7 @@ def run(ctx: Context) -> dict[str, Any]:
         )
     )
     return {
-        "title": f"Queries over {total:,} stored events",
+        "title": f"Queries over {total:,} stored events on {target.label}",
         "status": "measured",
         "conditions": "API alone (consumer stopped); sequential requests; limit 10",
         "figures": figures,
@@ -137,8 +148,10 @@ def _get(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, A
     return body
 
 
-async def _fill(ctx: Context, names: Any, tag: str, newest: Any, total: int) -> tuple[float, dict[str, Any]]:
-    async with mongo_database(ctx.settings(names)) as database:
+async def _fill(
+    ctx: Context, target: Target, names: Any, tag: str, newest: Any, total: int
+) -> tuple[float, dict[str, Any]]:
+    async with mongo_database(ctx.settings(names, target)) as database:
         collection = database["activities"]
         await ensure_indexes(collection)
         rate = await insert_all(collection, query_documents(tag, 0, total, newest), batch=5000)

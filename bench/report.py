@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.explain import capabilities, gaps, profiles
+from bench import budget
+from bench.explain import capabilities, gaps, pg_plans, profiles
 
 ORDER = [
     "1_http_ceiling",
@@ -18,9 +19,19 @@ ORDER = [
     "6_queries",
     "7_memory",
     "8_observability",
+    "9_postgres_drain",
+    "10_postgres_queries",
+    "11_stats",
+    "12_live_tail",
+    "13_ferretdb_postgresql",
     "S_sdk_track",  # the Python SDK (bench/sdk_track.py)
     "14_cluster_ingest",
 ]
+
+
+def number(key: str) -> str:
+    """A scenario's number, from its key (``10_postgres_queries`` is 10)."""
+    return key.split("_", 1)[0]
 
 
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
@@ -93,12 +104,12 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         ceiling = f"{fmt(row['ceiling'])} ({row['ceiling_label']})" if row["ceiling"] is not None else "—"
         mark = " (disturbed)" if results["scenarios"][row["scenario"]].get("disturbed") else ""
         lines.append(
-            f"| {row['scenario'][0]} | {row['figure']}{mark} | {fmt(row['value'])} {row['unit']} | "
+            f"| {number(row['scenario'])} | {row['figure']}{mark} | {fmt(row['value'])} {row['unit']} | "
             f"{ceiling} | {fmt(row['ratio'])} | {row['target'] or '—'} | {row['verdict']} |"
         )
     for key in ORDER:
         scenario = results["scenarios"].get(key)
-        lines += ["", f"## {key[0]}. {scenario['title'] if scenario else key}", ""]
+        lines += ["", f"## {number(key)}. {scenario['title'] if scenario else key}", ""]
         if scenario is None:
             lines.append("not run")
             continue
@@ -112,10 +123,18 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         lines += [f"| {k.replace('_', ' ')} | {fmt(v)} |" for k, v in scenario["figures"].items()]
         if key == "6_queries":
             lines += ["", *capabilities(scenario)]
+        if key == "13_ferretdb_postgresql":
+            read = {"details": scenario["details"]["queries"], "figures": {}}
+            lines += ["", *capabilities(read, prose=False)]
+        if key in ("10_postgres_queries", "11_stats"):
+            lines += ["", *pg_plans(scenario)]
     misses = gaps(results)
     if misses:
         lines += ["", "## Why the missed targets are missed", ""]
         lines += misses
+    staged = budget.markdown(results, out)
+    if staged:
+        lines += ["", "## API CPU budget by stage", "", *staged]
     profiled = profiles(results, out)
     if profiled:
         lines += ["", "## Profiles", ""]

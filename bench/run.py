@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, ingest, observability, persistence, pipeline, queries, report, sdk_track, wrk
+from bench import (
+    budget,
+    cluster,
+    counts,
+    ferretdb_pg,
+    ingest,
+    observability,
+    persistence,
+    pg_queries,
+    pipeline,
+    queries,
+    report,
+    sdk_track,
+    tail,
+    wrk,
+)
 from bench.broker import delete_topics
 from bench.context import Context, eprint
 from bench.data import now_millis
@@ -24,20 +40,26 @@ from bench.procs import Processes
 from bench.profiling import ensure_py_spy
 from bench.stack import preflight, problem, wait_until_up
 from bench.store import drop_databases
+from bench.targets import drop_pg_databases, pg_problem, pg_version
 
 NOTES = [
     "All processes share this machine's cores (the broker and the database too), so the ingest "
     "scenarios (1, 2, 3, 8) run with the consumer stopped (API + broker only) and the persistence "
-    "scenario (4) runs with no API process (consumer + broker + database only); scenario 6 runs the "
-    "API with the consumer stopped; scenarios 5 and 7 run both, as they measure the pipeline.",
-    "Each phase uses its own fresh topic, consumer group and database (bench_<run>_<phase>); all are "
-    "deleted at the end of the run.",
+    "scenarios (4, 9 and 13's drain) run with no API process (consumer + broker + database only); "
+    "scenarios 6, 10, 11 and 12 run the API with the consumer stopped; scenarios 5 and 7 run both, as "
+    "they measure the pipeline.",
+    "Each phase uses its own fresh topic, consumer group and database (bench_<run>_<phase>, on FerretDB "
+    "or on PostgreSQL); all are deleted at the end of the run.",
+    "The PostgreSQL server is the local stack's, shared with other sessions' tests: its CPU figures count "
+    "only the processes working for the phase's database (its backends) and the server's background "
+    "processes (WAL writer, checkpointer, background writer, autovacuum).",
     "Load comes from wrk (one thread, fixed connections, pre-built requests cycled from a Lua script; "
     "closed loop unless said 'paced'), with a warm-up run before every measured run. Latency "
     "percentiles are wrk's, from request sent to response received.",
-    "The API runs as `activity-service api` (one uvicorn worker, the service's own server settings), "
-    "with authentication on (one bench key, `Authorization: Bearer`) and RATE_LIMIT_ENABLED=false: "
-    "the bench is a single client and measures the service, not the limiter.",
+    "The API runs as `activity-service api` (one uvicorn worker, the service's own server settings) "
+    "with the production defaults: authentication on (one bench key, `Authorization: Bearer`), the rate "
+    "limiter on (memory://, as shipped; its limits raised to 1e8 so the bench's one key is never refused, "
+    "so every request pays the limiter's work and none is answered 429), access log on, metrics on.",
     "CPU figures are % of one core over the measured window (so 100 = one core busy); peak RSS is "
     "the kernel's VmHWM after resetting it at the start of the window.",
 ]
@@ -63,7 +85,8 @@ def _settings_table(plan: Plan, extra: dict[str, str]) -> dict[str, str]:
         "METRICS_ENABLED": str(getattr(s, "metrics_enabled", "n/a (no such setting)")),
         "tracing": "off (no OTLP endpoint) except in scenario 8",
         "AUTH_ENABLED": "true (one bench key)",
-        "RATE_LIMIT_ENABLED": "false",
+        "RATE_LIMIT_ENABLED": "true (RATE_LIMIT_EVENTS_PER_SECOND and RATE_LIMIT_BURST 1e8)",
+        "API_ACCESS_LOG": str(s.api.access_log),
         "wrk": f"{plan.wrk_threads} thread; single POST {plan.single_connections} connections; batch POST "
         f"{plan.batch_connections} connections x {plan.batch_size} events; overload "
         f"{plan.single_connections * plan.overload_factor} connections",
@@ -85,16 +108,21 @@ def _phase(ctx: Context, keys: list[str], body: Callable[[], Any]) -> Any:
             ctx.procs.stop_all()
             message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             ctx.say(f"FAILED {', '.join(keys)}: {(message.splitlines() or [type(exc).__name__])[0]}")
-            restarted = stack_pids() != before or problem(ctx.kafka, ctx.mongo) is not None
+            restarted = (
+                stack_pids() != before
+                or problem(ctx.kafka, ctx.mongo) is not None
+                or asyncio.run(pg_problem(ctx.postgres)) is not None
+            )
             if attempt < attempts and restarted:
                 ctx.say(
                     "the broker or the database went down during this phase (the stack is shared); "
                     "waiting for it, then running the phase again on fresh names"
                 )
-                if wait_until_up(ctx.kafka, ctx.mongo) is None:
+                if wait_until_up(ctx.kafka, ctx.mongo) is None and _postgres_up(ctx):
                     ctx.generation += 1
                     ctx.results["meta"]["notes"].append(
-                        f"Scenario(s) {', '.join(k[0] for k in keys)} ran again (attempt {attempt + 1}): "
+                        f"Scenario(s) {', '.join(report.number(k) for k in keys)} ran again "
+                        f"(attempt {attempt + 1}): "
                         f"the broker or the database went down under attempt {attempt} "
                         f"({(message.splitlines() or [''])[0][:200]}), "
                         "restarted by another session sharing the stack. Only the last attempt is reported."
@@ -114,10 +142,117 @@ def _phase(ctx: Context, keys: list[str], body: Callable[[], Any]) -> Any:
     return None
 
 
+def _postgres_up(ctx: Context, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while asyncio.run(pg_problem(ctx.postgres)) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
+def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -> None:
+    """Every phase in order (or those of the scenarios in ``only``, and what they need: 5, 7 and 12 take
+    their load from scenario 2)."""
+    plan = ctx.plan
+    if only is not None and only & {"5", "7", "12", "14"}:
+        only = only | {"2"}
+
+    def wanted(*numbers: str) -> bool:
+        return only is None or bool(only & set(numbers))
+
+    one = None
+    if wanted("1"):
+        one = _phase(ctx, ["1_http_ceiling"], lambda: ingest.http_ceiling(ctx))
+        if one:
+            scenarios["1_http_ceiling"] = one
+    single_eps = None
+    pair = None
+    if wanted("2", "3"):
+        pair = _phase(ctx, ["2_single_post", "3_batch_post"], lambda: ingest.single_and_batch(ctx, one))
+        if pair:
+            scenarios["2_single_post"], scenarios["3_batch_post"] = pair
+            single_eps = pair[0]["figures"]["events_per_second"]
+    if wanted("14"):
+        fourteen = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
+        if fourteen:
+            scenarios[cluster.KEY] = fourteen
+    if wanted("8"):
+        eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
+        if eight:
+            scenarios["8_observability"] = eight
+    if wanted("5", "7"):
+        live = _phase(ctx, ["7_memory", "5_freshness"], lambda: pipeline.run(ctx, single_eps))
+        if live:
+            scenarios["7_memory"], scenarios["5_freshness"] = live
+    if wanted("12"):
+        twelve = _phase(ctx, ["12_live_tail"], lambda: tail.run(ctx, single_eps))
+        if twelve:
+            scenarios["12_live_tail"] = twelve
+    if wanted("4"):
+        drained = _phase(ctx, ["4_consumer"], lambda: persistence.drain(ctx))
+        if drained:
+            scenarios["4_consumer"] = drained
+            four = _phase(ctx, ["4_consumer"], lambda: persistence.with_ceiling(ctx, drained))
+            scenarios["4_consumer"] = four or {
+                **drained,
+                "status": "failed",
+                "error": "the raw insert_many ceiling failed; see the run's output and logs",
+            }
+    if wanted("9"):
+        drained = _phase(
+            ctx,
+            ["9_postgres_drain"],
+            lambda: persistence.drain(
+                ctx, ctx.postgresql, phase="pgdrain", events=plan.pg_drain_events, number="9"
+            ),
+        )
+        if drained:
+            scenarios["9_postgres_drain"] = drained
+            nine = _phase(ctx, ["9_postgres_drain"], lambda: persistence.with_pg_ceiling(ctx, drained))
+            scenarios["9_postgres_drain"] = nine or {
+                **drained,
+                "status": "failed",
+                "error": "the asyncpg bulk insert ceiling failed; see the run's output and logs",
+            }
+    if wanted("6"):
+        six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
+        if six:
+            scenarios["6_queries"] = six
+    if only is None:  # the SDK's track() (not numbered, so not selectable with --only)
+        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx))
+        if sdk:
+            scenarios["S_sdk_track"] = sdk
+    stats_pg = stats_mongo = None
+    if wanted("10", "11"):
+        pair = _phase(ctx, ["10_postgres_queries", "11_stats"], lambda: pg_queries.run(ctx))
+        if pair:
+            scenarios["10_postgres_queries"], stats_pg = pair
+    if wanted("11"):
+        stats_mongo = _phase(ctx, ["11_stats"], lambda: counts.mongo(ctx))
+    if stats_pg or stats_mongo:
+        scenarios["11_stats"] = counts.combine(ctx, stats_pg, stats_mongo)
+    if wanted("13"):
+        thirteen = _phase(ctx, ["13_ferretdb_postgresql"], lambda: ferretdb_pg.run(ctx, scenarios))
+        if thirteen:
+            scenarios["13_ferretdb_postgresql"] = thirteen
+
+
 def run(
-    plan: Plan, out: Path, kafka: str, mongo: str, extra_env: dict[str, str], command: str, profile: bool
+    plan: Plan,
+    out: Path,
+    kafka: str,
+    mongo: str,
+    postgres: str,
+    extra_env: dict[str, str],
+    command: str,
+    profile: bool,
+    only: set[str] | None = None,
 ) -> int:
     preflight(kafka, mongo)
+    found = asyncio.run(pg_problem(postgres))
+    if found:
+        raise BenchError(found)
     run_id = f"{datetime.now(UTC):%m%d%H%M}{uuid.uuid4().hex[:4]}"
     logs = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
     os.environ.update(extra_env)  # the bench's own producer and clients see what the services see
@@ -130,6 +265,7 @@ def run(
         procs=Processes(logs),
         wrk="",
         extra_env=extra_env,
+        postgres=postgres,
     )
     ctx.say(f"run {run_id} ({plan.name}): logs in {logs}; results to {out}")
     ctx.wrk = wrk.ensure_wrk(ctx.say)
@@ -147,43 +283,17 @@ def run(
             "settings": _settings_table(plan, extra_env),
             "logs": str(logs),
         },
-        "machine": describe(mongo, wrk.version(ctx.wrk)),
+        "machine": {**describe(mongo, wrk.version(ctx.wrk)), "postgresql": asyncio.run(pg_version(postgres))},
         "scenarios": {},
     }
     ctx.results = results
     scenarios = results["scenarios"]
+    if only is not None:
+        results["meta"]["notes"].append(
+            f"PARTIAL RUN: only scenarios {', '.join(sorted(only, key=int))} (and what they need) ran."
+        )
     try:
-        one = _phase(ctx, ["1_http_ceiling"], lambda: ingest.http_ceiling(ctx))
-        if one:
-            scenarios["1_http_ceiling"] = one
-        pair = _phase(ctx, ["2_single_post", "3_batch_post"], lambda: ingest.single_and_batch(ctx, one))
-        if pair:
-            scenarios["2_single_post"], scenarios["3_batch_post"] = pair
-        single_eps = pair[0]["figures"]["events_per_second"] if pair else None
-        fourteen = _phase(ctx, [cluster.KEY], lambda: cluster.run(ctx, pair))
-        if fourteen:
-            scenarios[cluster.KEY] = fourteen
-        eight = _phase(ctx, ["8_observability"], lambda: observability.run(ctx))
-        if eight:
-            scenarios["8_observability"] = eight
-        live = _phase(ctx, ["7_memory", "5_freshness"], lambda: pipeline.run(ctx, single_eps))
-        if live:
-            scenarios["7_memory"], scenarios["5_freshness"] = live
-        drained = _phase(ctx, ["4_consumer"], lambda: persistence.drain(ctx))
-        if drained:
-            scenarios["4_consumer"] = drained
-            four = _phase(ctx, ["4_consumer"], lambda: persistence.with_ceiling(ctx, drained))
-            scenarios["4_consumer"] = four or {
-                **drained,
-                "status": "failed",
-                "error": "the raw insert_many ceiling failed; see the run's output and logs",
-            }
-        six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
-        if six:
-            scenarios["6_queries"] = six
-        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx))
-        if sdk:
-            scenarios["S_sdk_track"] = sdk
+        _scenarios(ctx, scenarios, only)
     finally:
         ctx.procs.stop_all()
         _clean_up(ctx)
@@ -211,9 +321,11 @@ def run(
         if row["verdict"] != "—":
             ratio = f" (ratio {report.fmt(row['ratio'])})" if row["ratio"] is not None else ""
             ctx.say(
-                f"  {row['verdict']}  {row['scenario'][0]}. {row['figure']}: "
+                f"  {row['verdict']}  {report.number(row['scenario'])}. {row['figure']}: "
                 f"{report.fmt(row['value'])} {row['unit']}{ratio}"
             )
+    for line in budget.markdown(results, out)[2:]:  # the table, without its prose
+        ctx.say(line)
     print(meta["one_line"], flush=True)
     if failed:
         eprint(f"bench: {len(failed)} scenario(s) failed; their errors are in {md}. Logs: {ctx.procs.logs}")
@@ -243,6 +355,13 @@ def _reductions(ctx: Context) -> None:
             f"Scenario 4's ceiling inserts {plan.drain_ceiling_events:,} documents, not "
             f"{plan.drain_events:,}, to keep the run within ~10 minutes."
         )
+    if plan.pg_drain_events < 1_000_000:
+        notes.append(
+            f"Scenario 9 drains {plan.pg_drain_events:,} events into PostgreSQL, not 1M: its ceiling writes "
+            f"the same rows four times over ({plan.pg_ceiling_events:,} a variant), and 1M meant 5M rows "
+            "written, over ten minutes for this scenario alone. Scenario 10 reads "
+            f"{plan.pg_query_events:,} rows."
+        )
     notes.append(
         f"Scenario 6 queries {plan.query_events:,} stored events, not 1M: on FerretDB every list query is a "
         "full scan (see scenario 6), so a single first page over 1M would take over a minute and p50/p99 "
@@ -252,11 +371,16 @@ def _reductions(ctx: Context) -> None:
 
 def _clean_up(ctx: Context) -> None:
     prefix = f"bench_{ctx.run_id}_"
+
+    def bounded(step: Any) -> Any:  # a broker that never answers must not hold the results back
+        return asyncio.run(asyncio.wait_for(step, timeout=120))
+
     try:
-        topics = asyncio.run(delete_topics(ctx.kafka, prefix))
-        databases = asyncio.run(drop_databases(ctx.mongo, prefix))
+        topics = bounded(delete_topics(ctx.kafka, prefix))
+        databases = bounded(drop_databases(ctx.mongo, prefix))
+        databases += bounded(drop_pg_databases(ctx.postgres, prefix))
         ctx.say(f"cleaned up {len(topics)} topics and {len(databases)} databases of this run")
-    except Exception as exc:  # the results matter more than the clean-up; say what is left behind
+    except (Exception, TimeoutError) as exc:  # the results matter more than the clean-up: say what is left
         ctx.say(
             f"could not clean up ({type(exc).__name__}: {exc}); topics and databases named {prefix}* remain"
         )

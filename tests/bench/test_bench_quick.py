@@ -26,6 +26,11 @@ SCENARIOS = [
     "6_queries",
     "7_memory",
     "8_observability",
+    "9_postgres_drain",
+    "10_postgres_queries",
+    "11_stats",
+    "12_live_tail",
+    "13_ferretdb_postgresql",
     "S_sdk_track",
 ]
 
@@ -36,7 +41,12 @@ def _is_number(value: object) -> bool:
 
 @pytest.mark.e2e
 def test_quick_bench_reports_every_scenario_with_numbers(stack: Stack, tmp_path: Path) -> None:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap, MONGODB_URI=stack.mongo_uri)
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap,
+        MONGODB_URI=stack.mongo_uri,
+        POSTGRES_DSN=stack.postgres_dsn,
+    )
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -71,4 +81,4 @@ def test_quick_bench_reports_every_scenario_with_numbers(stack: Stack, tmp_path:
     markdown = (tmp_path / "latest.md").read_text()
     assert "## Summary" in markdown and "## Machine" in markdown
     for key in SCENARIOS:
-        assert f"## {key[0]}. " in markdown, f"no section for {key}"
+        assert f"## {key.split('_', 1)[0]}. " in markdown, f"no section for {key}"

@@ -26,6 +26,7 @@ from activity_service.interfaces.http.security.auth import key_required
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 INGEST = "/api/activities"
 _REJECTED = "rejected_events"
+_MAX_CHILDREN = 1024
 
 
 def rejected_events(request: Request, count: int) -> None:
@@ -38,6 +39,9 @@ class RequestContext:
         self.app = app
         self.routes = routes
         self.count = count
+        # The metric children of each (route, method, status) met so far: ``labels()`` validates its
+        # arguments and takes the metric's lock on every call. Bounded: past the bound, ``labels()``.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,8 +70,17 @@ class RequestContext:
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = self.routes.template(scope)
         method = scope["method"]
-        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-        metrics.HTTP_DURATION.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                metrics.HTTP_REQUESTS.labels(route, method, str(status)),
+                metrics.HTTP_DURATION.labels(route, method),
+            )
+            if len(self._children) < _MAX_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         rejected = scope.get("state", {}).get(_REJECTED)
         if rejected:
             metrics.EVENTS_REJECTED.labels("invalid").inc(rejected)
