@@ -20,6 +20,33 @@ async def test_unknown_paths_and_methods_are_problems(http: httpx.AsyncClient) -
     assert delete.status_code == 405 and delete.headers["allow"] == "GET"
 
 
+async def test_a_method_no_route_serves_is_a_405_whatever_the_key_says(http: httpx.AsyncClient) -> None:
+    """No key can make TRACE or PUT anything but a 405: told before any key is read (a key sent twice,
+    an unknown one or none at all)."""
+    for headers, query in [
+        ({"X-API-Key": "unknown-key-0123456789abcdef"}, ""),
+        ({"Authorization": "Bearer unknown-key-0123456789abcdef", "X-API-Key": "other-0123456789abcdef"}, ""),
+        ({"Authorization": None}, ""),  # no key at all (the client's default key removed)
+        ({}, "?key=some-key-0123456789abcdef"),  # the default key and one in the query
+    ]:
+        for method, path, allow in [
+            ("TRACE", "/api/activities", "GET, POST"),
+            ("PUT", "/api/activities/batch", "GET, POST"),
+        ]:
+            sent = {k: v for k, v in headers.items() if v is not None}
+            request = http.build_request(method, path + query, headers=sent)
+            if headers.get("Authorization", "") is None:
+                del request.headers["Authorization"]
+            answer = await http.send(request)
+            assert answer.status_code == 405, (method, path, headers, answer.text)
+            assert answer.headers["allow"] == allow
+            assert answer.headers["content-type"] == "application/problem+json"
+    # A method some route serves still needs the key first.
+    anonymous = http.build_request("POST", "/api/activities", json={"userId": "u", "action": "a"})
+    del anonymous.headers["Authorization"]
+    assert (await http.send(anonymous)).status_code == 401
+
+
 async def test_health_checks_nothing_and_readiness_names_the_failing_dependency(
     http: httpx.AsyncClient, fakes: Fakes
 ) -> None:

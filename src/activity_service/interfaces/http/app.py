@@ -123,6 +123,7 @@ def create_app(
             rate_limiter=rate_limiter,
             per_event_paths={"/api/activities/batch"},
             address_limiter=address_limiter,
+            routes=routes,
         ),
         # overload (503), media type and coding (415), body size inflated (413) or corrupt (400), still
         # before parsing

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.interfaces.http.problems import problem
-from activity_service.interfaces.http.route_table import route_path
+from activity_service.interfaces.http.route_table import RouteTable, route_path
 from activity_service.interfaces.http.security.auth import check, required_scope
 from activity_service.interfaces.http.security.policy import HttpSecurity
 from activity_service.interfaces.http.security.throttle import Budget
@@ -80,16 +80,21 @@ class ApiGate:
         rate_limiter: TokenBuckets | None,
         per_event_paths: Collection[str] = (),
         address_limiter: TokenBuckets | None = None,
+        routes: RouteTable | None = None,
     ) -> None:
         """``rate_limiter``: the clients' token buckets; None when requests are not limited.
         ``per_event_paths``: routed paths whose route spends a token per event (the batch endpoint).
-        ``address_limiter``: the buckets of publishable keys' client addresses (None: no such limit)."""
+        ``address_limiter``: the buckets of publishable keys' client addresses (None: no such limit).
+        ``routes``: the app's routes; a method none of them serves (TRACE, PUT...) on a known path is a
+        405 before any key is read, as no key could make it anything else."""
         self.app = app
         self.security = security
         self.rate_limiter = rate_limiter
         self.address_limiter = address_limiter
         self.open_paths = OpenPaths.of(security)
         self.per_event_paths = frozenset(per_event_paths)
+        self.routes = routes
+        self._served: frozenset[str] | None = None  # read from the routes at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan; no websocket route exists (the router closes those)
@@ -100,6 +105,12 @@ class ApiGate:
         if access is Access.OPEN:
             await self.app(scope, receive, send)
             return
+        if self.routes is not None and scope["method"] not in self._served_methods():
+            allowed = self.routes.methods_for(path)
+            if allowed:  # a path routes know (on a mounted app's, or an unknown one: as before)
+                refused = problem(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
+                await refused(scope, receive, send)
+                return
         headers = Headers(scope=scope)
         try:
             peer = scope["client"][0] if scope.get("client") else None
@@ -132,3 +143,8 @@ class ApiGate:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+    def _served_methods(self) -> frozenset[str]:
+        if self._served is None and self.routes is not None:
+            self._served = self.routes.served_methods()  # a path's own methods_for decides the rest
+        return self._served or frozenset()
