@@ -47,10 +47,6 @@ class RouteTable:
                 return entry.template
         return UNMATCHED
 
-    def served_methods(self) -> frozenset[str]:
-        """Every method some route names (mounted apps, which take any, aside: see ``methods_for``)."""
-        return frozenset().union(*(entry.methods for entry in self._entries if entry.methods))
-
     def methods_for(self, path: str) -> list[str]:
         """Every method some route allows on ``path`` (its routed form), sorted."""
         found: set[str] = set()

@@ -85,8 +85,8 @@ class ApiGate:
         """``rate_limiter``: the clients' token buckets; None when requests are not limited.
         ``per_event_paths``: routed paths whose route spends a token per event (the batch endpoint).
         ``address_limiter``: the buckets of publishable keys' client addresses (None: no such limit).
-        ``routes``: the app's routes; a method none of them serves (TRACE, PUT...) on a known path is a
-        405 before any key is read, as no key could make it anything else."""
+        ``routes``: the app's routes; a method none of them serves on a known path (TRACE, PUT, DELETE
+        /api/activities) is a 405 whatever the key, as no key could make it anything else."""
         self.app = app
         self.security = security
         self.rate_limiter = rate_limiter
@@ -94,7 +94,6 @@ class ApiGate:
         self.open_paths = OpenPaths.of(security)
         self.per_event_paths = frozenset(per_event_paths)
         self.routes = routes
-        self._served: frozenset[str] | None = None  # read from the routes at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan; no websocket route exists (the router closes those)
@@ -105,12 +104,6 @@ class ApiGate:
         if access is Access.OPEN:
             await self.app(scope, receive, send)
             return
-        if self.routes is not None and scope["method"] not in self._served_methods():
-            allowed = self.routes.methods_for(path)
-            if allowed:  # a path routes know (on a mounted app's, or an unknown one: as before)
-                refused = problem(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
-                await refused(scope, receive, send)
-                return
         headers = Headers(scope=scope)
         try:
             peer = scope["client"][0] if scope.get("client") else None
@@ -127,7 +120,14 @@ class ApiGate:
                 state["client"], state["budget"] = client, budget
                 rate_headers = await budget.spend(1)
         except HTTPException as exc:
-            await problem(exc.status_code, str(exc.detail), headers=exc.headers)(scope, receive, send)
+            # A method no route serves on this path is a 405 whatever the key says (checked only here,
+            # off the hot path: with a good key the router answers it).
+            allowed = self.routes.methods_for(path) if self.routes is not None else []
+            if allowed and scope["method"] not in allowed:
+                refused = problem(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
+            else:
+                refused = problem(exc.status_code, str(exc.detail), headers=exc.headers)
+            await refused(scope, receive, send)
             return
         if not rate_headers:
             await self.app(scope, receive, send)
@@ -143,8 +143,3 @@ class ApiGate:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
-
-    def _served_methods(self) -> frozenset[str]:
-        if self._served is None and self.routes is not None:
-            self._served = self.routes.served_methods()  # a path's own methods_for decides the rest
-        return self._served or frozenset()
