@@ -128,7 +128,7 @@ sdk-wheel: install
 # the broker and the database are stopped or killed, the API is overloaded, stopped or killed, poison is
 # written to the topic; then schemathesis fuzzing. It stops and restarts the shared local stack's services
 # briefly. The cluster scenarios (a crashed leader, two crashed brokers, a broker cut off the network) run
-# against a three-broker stack of their own: test-faults-cluster (.ci/run runs test-faults only: two cluster scenarios still fail, issue #21).
+# against a three-broker stack of their own: test-faults-cluster (.ci/run runs both, after make test).
 test-faults: deps-system install stack-up
 	$(TEST_ENV) $(BIN)/pytest tests/faults -m "not cluster" $(PYTEST_ARGS)
 
