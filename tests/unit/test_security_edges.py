@@ -79,7 +79,7 @@ async def test_a_batch_spends_one_token_per_event_and_never_more_than_the_burst(
 
 def app_failing_with(reason: str) -> FastAPI:
     app = FastAPI()
-    problems.install(app, RouteTable())
+    problems.install(app, problems.handlers(RouteTable()))
 
     @app.post("/publish")
     async def publish() -> None:
@@ -112,7 +112,7 @@ async def test_error_bodies_name_no_internal_host() -> None:
 
 async def test_an_unexpected_error_answers_500_without_a_trace() -> None:
     app = FastAPI()
-    problems.install(app, RouteTable())
+    problems.install(app, problems.handlers(RouteTable()))
 
     @app.get("/boom")
     async def boom() -> None:
@@ -151,7 +151,7 @@ async def test_an_unexpected_error_in_a_route_answers_like_any_other_with_header
 async def test_a_405_lists_every_method_the_path_allows_not_only_the_first_routes() -> None:
     app = FastAPI()
     routes = RouteTable()
-    problems.install(app, routes)
+    problems.install(app, problems.handlers(routes))
 
     @app.get("/things")
     async def list_things() -> None: ...

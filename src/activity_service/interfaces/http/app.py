@@ -15,6 +15,7 @@ from activity_service.infrastructure.observability.tracing import tracing_enable
 from activity_service.infrastructure.rate_limit import TokenBuckets
 from activity_service.infrastructure.settings import Settings
 from activity_service.interfaces.http import docs, explorer, problems, sdk
+from activity_service.interfaces.http.fast_ingest import FastIngest
 from activity_service.interfaces.http.guard import AcceptQueue, IngestGuard, ReadGuard
 from activity_service.interfaces.http.observability import (
     RequestContext,
@@ -54,11 +55,13 @@ def create_app(
     services: ServiceProvider | None = None,
     rate_limiter: TokenBuckets | None = None,
     address_limiter: TokenBuckets | None = None,
+    fast_ingest: bool = True,
 ) -> FastAPI:
     """The API. By default it runs the real use cases, which bootstrap builds from ``settings`` when the
     app starts, and the rate limits the settings describe. Tests and the bench pass their own
     ``services`` (use cases over other adapters), ``rate_limiter`` and ``address_limiter`` (the
-    publishable keys' buckets per client address) through the same door (none: no limit)."""
+    publishable keys' buckets per client address) through the same door (none: no limit).
+    ``fast_ingest=False`` sends every ingest request through FastAPI's routes (tests compare the two)."""
     settings = settings if settings is not None else Settings()
     # Refuses an open API by mistake, and the keys shipped in the repository outside development.
     security = HttpSecurity.from_settings(
@@ -91,6 +94,11 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # docs.install serves it, behind a key when AUTH_PROTECT_DOCS is set
+        # Tracing is ours (instrument_tracing: one span per request, keys redacted), metrics are
+        # Prometheus': FastAPI's own telemetry would add a second server span per request once a tracer
+        # provider is set, and without one still looked for providers in the environment on every
+        # request (~30 µs of a single POST's CPU, bench.parsing).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.security = security
@@ -98,6 +106,7 @@ def create_app(
         settings.stream.max_clients, settings.stream.heartbeat_seconds, settings.stream.max_seconds
     )
     routes = RouteTable()  # filled once every route is declared, below
+    answers = problems.handlers(routes)
     # The server's listening sockets are registered here once bound (cli._serve_api).
     app.state.accept_queue = accept_queue = AcceptQueue()
     ingest = settings.ingest
@@ -142,10 +151,12 @@ def create_app(
             ReadGuard, max_concurrent=settings.query.max_concurrent, exclude={"/api/activities/stream"}
         ),
         Middleware(problems.UnexpectedErrors),  # a 500 answered inside all of the above
+        # a valid ingest body is accepted here, past the framework; any other meets its route
+        *([Middleware(FastIngest, answers=answers)] if fast_ingest else []),
     ]
     for middleware in reversed(pipeline):  # add_middleware puts each in front of those added before
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
-    problems.install(app, routes)
+    problems.install(app, answers)
     for router in ROUTERS:
         app.include_router(router)
         routes.load(router.routes)

@@ -180,3 +180,17 @@ class _Inflater:
         """After the last piece: raises Corrupt unless the stream ended."""
         if self._stream is None or not self._ended:
             raise Corrupt("The compressed body is truncated: its stream does not end.")
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` as the routes read the body: ``body`` whole, in one message."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Collection, Mapping
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activity_service.interfaces.http import bodies
 from activity_service.interfaces.http.problems import problem
@@ -172,7 +172,7 @@ class IngestGuard:
                 scope = _as_json(scope, len(body))
             self.in_progress += 1
             try:
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, bodies.replay(body, receive), send)
             finally:
                 self.in_progress -= 1
         finally:
@@ -220,19 +220,6 @@ def _as_json(scope: Scope, length: int) -> Scope:
     headers = [(name, value) for name, value in scope["headers"] if name not in dropped]
     headers += [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
     return {**scope, "headers": headers}
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 class ReadGuard:

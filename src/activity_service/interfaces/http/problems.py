@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -53,35 +53,69 @@ def problem(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
-def install(app: FastAPI, routes: RouteTable) -> None:
-    """Maps every error to its problem answer; ``routes`` tells a 405 which methods its path allows."""
+Handler = Callable[[Request, Any], Awaitable[Response]]
+Handlers = dict[type[Exception], Handler]
+_E = TypeVar("_E", bound=Exception)
 
-    @app.exception_handler(RequestValidationError)
+
+def install(app: FastAPI, answers: Handlers) -> None:
+    """Has the app answer every error as ``answers`` says (``handlers``), and any other with a 500."""
+    for exc_type, handler in answers.items():
+        app.add_exception_handler(exc_type, handler)
+
+    # The last resort, for errors in the middlewares themselves: Starlette answers it outside all of
+    # them (no security headers, no X-Request-ID). Errors in routes meet UnexpectedErrors first.
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _unexpected_answer(request.method, request.url.path)
+
+
+def answer_for(answers: Handlers, exc: Exception) -> Handler | None:
+    """The handler ``answers`` has for ``exc``, looked up along its classes as Starlette does."""
+    for cls in type(exc).__mro__:
+        if cls in answers:
+            return answers[cls]
+    return None
+
+
+def handlers(routes: RouteTable) -> Handlers:
+    """Every error the API answers with its own problem; ``routes`` tells a 405 which methods its path
+    allows. One table for FastAPI's handlers and the ingest fast path (fast_ingest.py)."""
+    answers: Handlers = {}
+
+    def handles(exc_type: type[_E]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            answers[exc_type] = handler
+            return handler
+
+        return register
+
+    @handles(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(400, "The request is not valid.", errors=field_errors(exc.errors()))
 
-    @app.exception_handler(InvalidActivity)
+    @handles(InvalidActivity)
     async def _invalid_activity(_: Request, exc: InvalidActivity) -> JSONResponse:
         return problem(400, "The request is not valid.", errors=exc.errors)
 
-    @app.exception_handler(InvalidBatch)
+    @handles(InvalidBatch)
     async def _invalid_batch(request: Request, exc: InvalidBatch) -> JSONResponse:
         rejected_events(request, exc.result.rejected)
         return problem(400, "No activity in the batch is valid.", **batch_body(exc.result))
 
-    @app.exception_handler(BatchTooLarge)
+    @handles(BatchTooLarge)
     async def _batch_too_large(_: Request, exc: BatchTooLarge) -> JSONResponse:
         return problem(413, str(exc), limit=exc.limit)
 
-    @app.exception_handler(ActivityNotFound)
+    @handles(ActivityNotFound)
     async def _not_found(_: Request, exc: ActivityNotFound) -> JSONResponse:
         return problem(404, f"No activity with id {exc.activity_id!r} is stored.")
 
-    @app.exception_handler(ErasureNotFound)
+    @handles(ErasureNotFound)
     async def _no_erasure(_: Request, exc: ErasureNotFound) -> JSONResponse:
         return problem(404, f"No erasure with id {exc.erasure_id!r} was requested.")
 
-    @app.exception_handler(ConflictingResend)
+    @handles(ConflictingResend)
     async def _conflict(_: Request, exc: ConflictingResend) -> JSONResponse:
         return problem(
             409,
@@ -90,7 +124,7 @@ def install(app: FastAPI, routes: RouteTable) -> None:
             errors=[FieldError("id", "was accepted before with other content")],
         )
 
-    @app.exception_handler(PublishUnavailable)
+    @handles(PublishUnavailable)
     async def _unavailable(_: Request, exc: PublishUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc.reason)
         # Only the reason's own words: the broker's error after the colon can name internal hosts.
@@ -101,14 +135,14 @@ def install(app: FastAPI, routes: RouteTable) -> None:
             headers={"Retry-After": str(exc.retry_after)},
         )
 
-    @app.exception_handler(FeedUnavailable)
+    @handles(FeedUnavailable)
     async def _feed_unavailable(_: Request, exc: FeedUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc)
         return problem(
             503, "The event log cannot be read right now; retry later.", headers={"Retry-After": "2"}
         )
 
-    @app.exception_handler(QueryTimedOut)
+    @handles(QueryTimedOut)
     async def _query_timed_out(_: Request, exc: QueryTimedOut) -> JSONResponse:
         log.warning("answering 503: a read ran past QUERY_TIMEOUT_MS: %s", exc)
         return problem(
@@ -118,15 +152,15 @@ def install(app: FastAPI, routes: RouteTable) -> None:
             headers={"Retry-After": "2"},
         )
 
-    @app.exception_handler(StoreUnavailable)
+    @handles(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
         return problem(503, "The activity store is unavailable; retry later.", headers={"Retry-After": "2"})
 
-    @app.exception_handler(DomainError)
+    @handles(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         return problem(400, str(exc))
 
-    @app.exception_handler(HTTPException)
+    @handles(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
@@ -136,11 +170,7 @@ def install(app: FastAPI, routes: RouteTable) -> None:
             headers["Allow"] = ", ".join(allowed) or headers.get("Allow", "")
         return problem(exc.status_code, str(exc.detail), headers=headers)
 
-    # The last resort, for errors in the middlewares themselves: Starlette answers it outside all of
-    # them (no security headers, no X-Request-ID). Errors in routes meet UnexpectedErrors first.
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _unexpected_answer(request.method, request.url.path)
+    return answers
 
 
 def _unexpected_answer(method: str, path: str) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from activity_service.bootstrap import ApiServices
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.domain.times import to_iso
@@ -146,11 +147,36 @@ async def record_activity(
 ) -> Accepted:
     """Validates the activity, publishes it to Kafka keyed by `userId`, and answers 202 only once the
     broker acknowledged it. The consumer stores it shortly after; `Location` points to where it will be."""
+    content, headers = await accept_one(request, services, body, idempotency_key)
+    response.headers.update(headers)
+    return Accepted(**content)
+
+
+# What the two ingest routes do once FastAPI has read their input. A valid body takes the fast path
+# (fast_ingest.py), which calls these too: one definition of what is accepted and how it is answered.
+async def accept_one(
+    request: Request, services: ApiServices, body: ActivityIn, idempotency_key: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Publishes one activity: the 202's content and its headers."""
     activity = await services.record_activity.execute(
         body.to_draft(sender_of(request), _idempotent_id(body, idempotency_key))
     )
-    response.headers["Location"] = public_path(request.scope, f"/api/activities/{activity.id}")
-    return Accepted(id=activity.id)
+    location = public_path(request.scope, f"/api/activities/{activity.id}")
+    return {"id": activity.id, "status": "accepted"}, {"location": location}
+
+
+async def accept_batch(
+    request: Request, services: ApiServices, body: BatchIn
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Publishes a batch's valid items: the 202's content (BatchAccepted) and its headers."""
+    headers = await budget_of(request).spend(len(body.activities), prepaid=1)
+    max_bytes = request.app.state.settings.ingest.max_event_bytes
+    sender = sender_of(request)
+    result = await services.record_batch.execute(
+        [parse_item(raw, sender, max_bytes) for raw in body.activities]
+    )
+    rejected_events(request, result.rejected)
+    return batch_body(result), {name.lower(): value for name, value in headers.items()}
 
 
 @router.post(
@@ -187,14 +213,9 @@ async def record_batch(
     item whose `id` was sent before with other content is `rejected` (errors on `id`).
     Spends one rate-limit token per item (the first one at the gate); a batch larger than
     RATE_LIMIT_BURST is a 413."""
-    response.headers.update(await budget_of(request).spend(len(body.activities), prepaid=1))
-    max_bytes = request.app.state.settings.ingest.max_event_bytes
-    sender = sender_of(request)
-    result = await services.record_batch.execute(
-        [parse_item(raw, sender, max_bytes) for raw in body.activities]
-    )
-    rejected_events(request, result.rejected)
-    return batch_body(result)
+    content, headers = await accept_batch(request, services, body)
+    response.headers.update(headers)
+    return content
 
 
 @router.get(

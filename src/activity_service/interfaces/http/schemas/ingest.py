@@ -162,11 +162,14 @@ class BatchAccepted(BaseModel):
 
 
 def batch_body(result: BatchResult) -> dict[str, Any]:
+    """A batch's outcome as BatchAccepted shows it, every field of every item present (a 202's and a
+    400's ``results`` alike), so that it is encoded as it is, with no model in between."""
     results: list[dict[str, Any]] = []
     for item in result.items:
         if item.activity is not None:
-            results.append({"index": item.index, "status": "accepted", "id": item.activity.id})
+            accepted = {"index": item.index, "status": "accepted", "id": item.activity.id, "errors": None}
+            results.append(accepted)
         else:
             errors = [{"field": e.field, "message": e.message} for e in item.errors]
-            results.append({"index": item.index, "status": "rejected", "errors": errors})
+            results.append({"index": item.index, "status": "rejected", "id": None, "errors": errors})
     return {"accepted": result.accepted, "rejected": result.rejected, "results": results}
