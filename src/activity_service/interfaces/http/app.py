@@ -116,7 +116,9 @@ def create_app(
     # The HTTP pipeline, in the order a request meets it.
     pipeline = [
         # request id in, X-Request-ID out; every answer counted, also those refused before routing
-        Middleware(RequestContext, routes=routes, count=settings.metrics_enabled),
+        Middleware(
+            RequestContext, routes=routes, count=settings.metrics_enabled, access_log=settings.api.access_log
+        ),
         Middleware(SecurityHeaders),  # on every answer, errors included
         # browsers' preflights are answered before a key is asked for
         *(

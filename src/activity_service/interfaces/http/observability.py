@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activity_service.infrastructure.logging import redacted, request_id
+from activity_service.infrastructure.logging import access, redacted, request_id
 from activity_service.infrastructure.observability import metrics
 from activity_service.interfaces.http.route_table import RouteTable
 from activity_service.interfaces.http.security.auth import key_required
@@ -35,10 +35,13 @@ def rejected_events(request: Request, count: int) -> None:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, routes: RouteTable, count: bool) -> None:
+    def __init__(self, app: ASGIApp, routes: RouteTable, count: bool, access_log: bool = False) -> None:
+        """``count``: metrics by route; ``access_log``: a line per answer (API_ACCESS_LOG), written here
+        in place of uvicorn's (logging.access)."""
         self.app = app
         self.routes = routes
         self.count = count
+        self.access_log = access_log
         # The metric children of each (route, method, status) met so far: ``labels()`` validates its
         # arguments and takes the metric's lock on every call. Bounded: past the bound, ``labels()``.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -50,7 +53,7 @@ class RequestContext:
         given = _header(scope, b"x-request-id")
         rid = given if given is not None and SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id.set(rid)
-        status = 500
+        status = 0  # no answer started (yet): one the server will give, or none, if the client left
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -63,9 +66,12 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            if self.access_log and status:
+                access(scope, status, seconds)  # before the reset: the line carries the request id
             request_id.reset(token)
             if self.count:
-                self._observe(scope, status, time.perf_counter() - started)
+                self._observe(scope, status or 500, seconds)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = self.routes.template(scope)
