@@ -72,6 +72,22 @@ def test_headers_that_never_end_are_answered_408_and_closed_within_the_deadline(
         assert accepted.status_code == 202
 
 
+def test_a_body_deadline_shorter_than_the_head_s_still_cuts_a_slow_body_in_time(
+    deployment: Deployment,
+) -> None:
+    """A connection has one timer, set for the head's deadline when a request begins; a body deadline
+    that ends sooner must move it, not wait for the head's."""
+    head_deadline = 8.0
+    _, base_url = deployment.start_api(
+        API_HEADER_TIMEOUT_SECONDS=str(head_deadline), API_BODY_TIMEOUT_SECONDS=str(DEADLINE)
+    )
+    with connection(base_url) as slow_body:
+        slow_body.sendall(head("/api/activities", 100) + b'{"userId": ')
+        answered, took = read_until_closed(slow_body, head_deadline + 10)
+        assert answered.startswith(b"HTTP/1.1 408 "), answered[:80]
+        assert took <= DEADLINE + SLACK, f"cut after {took:.1f}s: at the head's deadline, not the body's"
+
+
 def test_a_header_over_the_limit_is_a_431(deployment: Deployment) -> None:
     _, base_url = deployment.start_api()
     with connection(base_url) as sock:

@@ -77,7 +77,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Heads read on this connection so far."""
         self._parsed_head_bytes = 0
         self._head_too_large = False
-        self._deadline: asyncio.TimerHandle | None = None
+        self._due: float | None = None
+        """When the head or body being read must be in (loop time); None: nothing is being waited for."""
+        self._timer: asyncio.TimerHandle | None = None
+        """Fires at or before ``_due``: one timer re-armed lazily, not one per head and body."""
 
     @classmethod
     def with_limits(
@@ -96,6 +99,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -113,7 +119,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._parsed_head_bytes = len(" HTTP/1.1\r\n") + len(self.scope.get("method", "OPTIONS"))
-        if self._deadline is None:  # the next request of a kept-alive connection starts its own
+        if self._due is None:  # the next request of a kept-alive connection starts its own
             self._arm(self.head_timeout)
 
     # A head that arrives within one chunk is measured as the parser reads it: the request line and
@@ -149,16 +155,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+        # Two deadlines per request on a kept-alive connection: a timer each cost more than the checks.
+        # The one timer moves only to fire earlier; firing early, it waits on until what is due.
+        due = self._due = self.loop.time() + seconds
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(due, self._check)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = None  # the timer, when it fires, finds nothing due
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._due is None:
+            return
+        if self.loop.time() < self._due:  # re-armed since the timer was set
+            self._timer = self.loop.call_at(self._due, self._check)
+            return
+        self._due = None
+        self._expired()
 
     def _expired(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         answered = cycle is not None and not self._reading_head and cycle.response_started
         if self._reading_head and self._head_bytes == 0 and cycle is not None and not cycle.response_complete:
