@@ -4,6 +4,7 @@ the limit are a 431; and hundreds of slow bodies cost sockets, not the slots oth
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -86,6 +87,23 @@ def test_a_body_deadline_shorter_than_the_head_s_still_cuts_a_slow_body_in_time(
         answered, took = read_until_closed(slow_body, head_deadline + 10)
         assert answered.startswith(b"HTTP/1.1 408 "), answered[:80]
         assert took <= DEADLINE + SLACK, f"cut after {took:.1f}s: at the head's deadline, not the body's"
+
+
+def test_a_large_body_arriving_after_its_head_is_not_counted_as_headers(deployment: Deployment) -> None:
+    """The read that completes a request's body is body, not the next request's head: a batch of ~110 KB
+    whose tail arrives in a later read than its head was answered 431 (head bytes over 64 KiB)."""
+    _, base_url = deployment.start_api()
+    items = [{"userId": f"u{i}", "action": "page_view", "metadata": {"pad": "x" * 150}} for i in range(500)]
+    body = json.dumps({"activities": items}).encode()
+    assert len(body) > 65_536  # the head limit (API_MAX_HEADER_BYTES)
+    with connection(base_url) as sock:
+        sock.sendall(head("/api/activities/batch", len(body)) + body[:1000])
+        time.sleep(0.3)  # the head and the start of the body are read first, on their own
+        sock.sendall(body[1000:])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:80]
 
 
 def test_a_header_over_the_limit_is_a_431(deployment: Deployment) -> None:

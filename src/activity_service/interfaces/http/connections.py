@@ -105,11 +105,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        heads = self._heads
+        heads, was_reading_head = self._heads, self._reading_head
         super().data_received(data)
-        if heads == self._heads and self._reading_head and self.parser is not None:
-            # No head ended in this chunk and one is being read: all of it is head. (A chunk in which a
-            # head ended is not counted, so a body sent along with its head never counts as headers.)
+        if heads == self._heads and was_reading_head and self._reading_head and self.parser is not None:
+            # A head was being read before this chunk and no head ended in it: all of it is head. (A
+            # chunk in which a head ended is not counted, so a body sent along with its head never counts
+            # as headers; nor one that carried the end of a body, which leaves a head being read.)
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(HEAD_TOO_LARGE)
