@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         metavar="N,N,...",
-        help="run only these scenarios (numbers, e.g. 9,10,11) and what they need; for experiments",
+        help="run only these scenarios (numbers, e.g. 9,10,11, or S for the SDK) and what they need; "
+        "for experiments",
     )
     parser.add_argument(
         "--set",

@@ -17,8 +17,10 @@ def check(
     ceiling: float | None = None,
     ceiling_label: str = "",
     target: tuple[str, float] | None = None,
+    note: str = "",
 ) -> dict[str, Any]:
-    """``target``: ("ratio>=", 0.75) compares value/ceiling; (">=", 50000) or ("<=", 0.5) the value."""
+    """``target``: ("ratio>=", 0.75) compares value/ceiling; (">=", 50000) or ("<=", 0.5) the value.
+    ``note``: what a reader must know to read the verdict (listed under the summary)."""
     r = ratio(value, ceiling)
     verdict = INFO
     target_text = ""
@@ -45,4 +47,5 @@ def check(
         "ratio": r,
         "target": target_text,
         "verdict": verdict,
+        "note": note,
     }

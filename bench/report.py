@@ -107,6 +107,10 @@ def markdown(results: dict[str, Any], out: Path) -> str:
             f"| {number(row['scenario'])} | {row['figure']}{mark} | {fmt(row['value'])} {row['unit']} | "
             f"{ceiling} | {fmt(row['ratio'])} | {row['target'] or '—'} | {row['verdict']} |"
         )
+    noted = [row for row in summary_rows(results) if row.get("note")]
+    if noted:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {number(row['scenario'])}. {row['figure']}: {row['note']}." for row in noted]
     for key in ORDER:
         scenario = results["scenarios"].get(key)
         lines += ["", f"## {number(key)}. {scenario['title'] if scenario else key}", ""]

@@ -153,10 +153,12 @@ def _postgres_up(ctx: Context, timeout: float = 120) -> bool:
 
 def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -> None:
     """Every phase in order (or those of the scenarios in ``only``, and what they need: 5, 7 and 12 take
-    their load from scenario 2)."""
+    their load from scenario 2, S compares with scenario 3)."""
     plan = ctx.plan
     if only is not None and only & {"5", "7", "12", "14"}:
         only = only | {"2"}
+    if only is not None and "S" in only:
+        only = only | {"3"}
 
     def wanted(*numbers: str) -> bool:
         return only is None or bool(only & set(numbers))
@@ -219,8 +221,8 @@ def _scenarios(ctx: Context, scenarios: dict[str, Any], only: set[str] | None) -
         six = _phase(ctx, ["6_queries"], lambda: queries.run(ctx))
         if six:
             scenarios["6_queries"] = six
-    if only is None:  # the SDK's track() (not numbered, so not selectable with --only)
-        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx))
+    if wanted("S"):  # the Python SDK: track() latency, and one client's throughput against scenario 3
+        sdk = _phase(ctx, ["S_sdk_track"], lambda: sdk_track.run(ctx, scenarios.get("3_batch_post")))
         if sdk:
             scenarios["S_sdk_track"] = sdk
     stats_pg = stats_mongo = None
@@ -290,7 +292,8 @@ def run(
     scenarios = results["scenarios"]
     if only is not None:
         results["meta"]["notes"].append(
-            f"PARTIAL RUN: only scenarios {', '.join(sorted(only, key=int))} (and what they need) ran."
+            f"PARTIAL RUN: only scenarios {', '.join(sorted(only, key=_scenario_order))} (and what they "
+            "need) ran."
         )
     try:
         _scenarios(ctx, scenarios, only)
@@ -332,6 +335,11 @@ def run(
         return 1
     shutil.rmtree(logs, ignore_errors=True)
     return 0
+
+
+def _scenario_order(number: str) -> tuple[int, str]:
+    """Numbered scenarios by number, then the lettered ones (S)."""
+    return (int(number), "") if number.isdigit() else (1_000, number)
 
 
 def _reductions(ctx: Context) -> None:

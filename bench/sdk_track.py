@@ -1,4 +1,5 @@
-"""Scenario S (the SDK): what the Python SDK's ``track()`` costs the application thread that calls it.
+"""Scenario S (the SDK): what the Python SDK's ``track()`` costs the application thread that calls it,
+and what one SDK client delivers into one API worker (bench/sdk_throughput.py).
 
 Issue #20's targets: p99 <= 20 µs with the memory queue, <= 200 µs with the disk queue (spool). Each
 call is timed alone (perf_counter_ns around it), paced at a sustained 20,000 events/s with the thread
@@ -27,6 +28,7 @@ from typing import Any
 
 from activity_client import Client
 
+from bench import sdk_throughput
 from bench.checks import check
 from bench.context import Context
 from bench.procs import API_KEY
@@ -94,7 +96,8 @@ def _delivered(client: Client, expected: int) -> dict[str, Any]:
     return {"requests": stats.requests, "retries": stats.retries, "gzip": stats.gzip}
 
 
-def run(ctx: Context) -> dict[str, Any]:
+def run(ctx: Context, batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``batch``: scenario 3's result from the same run, the throughput variant's comparison."""
     count = COUNTS.get(ctx.plan.name, COUNTS["full"])
     total = count + count // 10
     ctx.say(f"scenario S: ceiling (json.dumps + list.append), {count:,} calls at {RATE:,.0f}/s")
@@ -112,6 +115,7 @@ def run(ctx: Context) -> dict[str, Any]:
             left = list(Path(spool).iterdir())
         if left:
             raise RuntimeError(f"the spool kept files after every event was delivered: {left}")
+        throughput = sdk_throughput.run(ctx, api, batch)
     finally:
         ctx.procs.stop(api)
     ctx.say(
@@ -120,10 +124,12 @@ def run(ctx: Context) -> dict[str, Any]:
     )
     label = "json.dumps + list.append"
     return {
-        "title": "Python SDK: track() latency in the calling thread",
+        "title": "Python SDK: track() latency in the calling thread, and one client's throughput",
         "status": "measured",
         "conditions": f"bench process, paced {RATE:,.0f} events/s with spinning, {count:,} timed calls per "
-        "variant; API alone (consumer stopped); ratio = track() / ceiling (lower is better)",
+        "variant; API alone (consumer stopped); ratio = track() / ceiling (lower is better). Throughput: "
+        "one Client tracking flat out (default queue bound: track() blocks when it is full), then flush(); "
+        "ratio = its events/s / scenario 3's batch POST events/s in this run, the API's own batch ceiling",
         "figures": {
             "ceiling_p50_us": ceiling["p50"],
             "ceiling_p99_us": ceiling["p99"],
@@ -136,8 +142,9 @@ def run(ctx: Context) -> dict[str, Any]:
             "memory_requests": memory_delivery["requests"],
             "memory_gzip_at_end": memory_delivery["gzip"],
             "spool_requests": spool_delivery["requests"],
+            **throughput["figures"],
         },
-        "details": {"memory": memory_delivery, "spool": spool_delivery},
+        "details": {"memory": memory_delivery, "spool": spool_delivery, **throughput["details"]},
         "checks": [
             check(
                 "track() p99, memory queue, delivering",
@@ -162,5 +169,6 @@ def run(ctx: Context) -> dict[str, Any]:
                 ceiling_label=f"{label} p99",
                 target=("<=", 200.0),
             ),
+            *throughput["checks"],
         ],
     }

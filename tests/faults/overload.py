@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from activity_client import Client, Refusal, Stats
 
-from tests.e2e.processes import AUTH_HEADERS
-from tests.faults.traffic import Attempt, acknowledge, batch_items, pause_of
+from tests.e2e.processes import API_KEY, AUTH_HEADERS
+from tests.faults.traffic import E2E_KEY, Attempt, acknowledge, batch_items, pause_of
 
 PATH = "/api/activities/batch"
 
@@ -54,7 +55,11 @@ class Flood:
 
     def resend_refused(self, timeout: float) -> None:
         """Sends every refused batch again (same ids) until it is acknowledged, four clients at a time.
-        (One httpx client per sender: building a client costs ~25 ms of CPU, more than the request.)"""
+        (One httpx client per sender: building a client costs ~25 ms of CPU, more than the request.)
+
+        Hand-rolled, not the Python SDK: these ids were chosen by the flood, and a refused batch may be in
+        Kafka already (a 503 after the deadline, an answer that never came); the SDK's track() chooses an
+        event's id itself, so it cannot resend them, and new ids would store the events twice."""
         pending = list(self.refused)
         self.refused.clear()
         deadline = time.monotonic() + timeout
@@ -160,18 +165,30 @@ class Flood:
 
 
 class Prober:
-    """Sends one small batch (ids of its own) every 200 ms in a background thread, and notes when a 202
-    came within ``prompt`` seconds: when the API is itself again. As any client must, it resends a batch
-    that got no 202 (a 503 or no answer may still reach Kafka later) with the same ids until one comes,
-    also after being stopped (for up to 30 s): so every id it sent is acknowledged in the end."""
+    """Tracks two events every 200 ms in a background thread through the Python SDK (activity_client),
+    one probe at a time, and notes when a probe was accepted within ``prompt`` seconds of being tracked:
+    when the API is itself again. The SDK resends a batch that got no 202 (a 503 or no answer may still
+    reach Kafka later) with the same ids until one comes, as any client must; after being stopped the
+    prober waits up to 30 s more for its last probe, so every id it tracked is acknowledged in the end.
+
+    The SDK does not report its attempts, so a probe is timed from track() to its delivery, not from the
+    sending of one attempt to its answer as the hand-rolled prober did: a 503 and then the resend after
+    its ``Retry-After`` (1 s) is not prompt, as before; a resend is sent after max(Retry-After, backoff)
+    (backoff capped at 1 s here, so the recovering API is probed about every second), where the
+    hand-rolled prober resent 200 ms after a refusal, so recovery is seen up to ~1 s later than it was."""
 
     def __init__(self, url: str, prefix: str, prompt: float = 1.0) -> None:
         self.url = url
         self.prefix = prefix
         self.prompt = prompt
         self.acked: set[str] = set()
+        """Ids of the probes the API accepted (every one, once the prober has stopped)."""
+        self.refused: list[Refusal] = []
+        """Probes the SDK will not deliver (refused by the API, or not confirmed within the 30 s)."""
         self.prompt_answers: list[float] = []
         """time.monotonic() of every prompt 202."""
+        self.stats: Stats | None = None
+        """The SDK's counters, once the prober has stopped."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -181,38 +198,51 @@ class Prober:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(65)  # its last resends: 30 s, and one request of at most 30 s
+        self._thread.join(65)  # its last probe: 30 s, and closing the client
 
     def prompt_since(self, moment: float) -> float | None:
         """Seconds from ``moment`` to the first prompt 202 after it."""
         return next((t - moment for t in list(self.prompt_answers) if t >= moment), None)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, headers=AUTH_HEADERS, timeout=30) as client:
-            batch, unanswered = 0, None
-            give_up = float("inf")
-            while unanswered is not None or not self._stop.is_set():
-                if self._stop.is_set():
-                    give_up = min(give_up, time.monotonic() + 30)
-                    if time.monotonic() > give_up:
-                        break
-                items = unanswered or batch_items(self.prefix, batch, 2)
-                if unanswered is None:
-                    batch += 1
-                sent = time.monotonic()
-                try:
-                    response = client.post(PATH, json={"activities": items})
-                except httpx.HTTPError:
-                    unanswered = items
-                    continue
-                if response.status_code == 202:
-                    acknowledge(response.json(), items, self.acked)
-                    unanswered = None
-                    if time.monotonic() - sent <= self.prompt:
-                        self.prompt_answers.append(time.monotonic())
-                else:
-                    unanswered = items
+        client = Client(
+            self.url,
+            API_KEY,
+            on_error=self.refused.append,
+            timeout=30,
+            max_backoff=1.0,
+            shutdown_timeout=0,  # closed once the last probe is delivered, or given up
+        )
+        try:
+            seq, give_up = 0, float("inf")
+            while not self._stop.is_set():
+                ids = {client.track(*_probe(self.prefix, n)) for n in (seq, seq + 1)}
+                seq += 2
+                tracked = time.monotonic()
+                while not client.flush(0.2):
+                    if self._stop.is_set():
+                        give_up = min(give_up, time.monotonic() + 30)
+                        if time.monotonic() > give_up:
+                            return  # not acknowledged: close() reports these ids to on_error
+                delivered = time.monotonic()
+                self.acked |= ids - {r.event_id for r in self.refused}
+                if delivered - tracked <= self.prompt:
+                    self.prompt_answers.append(delivered)
                 self._stop.wait(0.2)
+        finally:
+            client.close()
+            self.stats = client.stats
+
+
+def _probe(prefix: str, seq: int) -> tuple[str, str, dict[str, object]]:
+    """track()'s user, action and metadata for probe event ``seq``: the metadata ``batch_items`` gives the
+    hand-rolled clients' events, by which the ledger finds an event stored twice (client, seq) and one
+    stored under another tenant or key."""
+    return (
+        f"{prefix}-u{seq % 12}",
+        "fault-load",
+        {"client": prefix, "seq": seq, "tenant": E2E_KEY.tenant, "key": E2E_KEY.name},
+    )
 
 
 class RssSampler:

@@ -79,7 +79,13 @@ def test_api_sigkilled_with_requests_in_flight_every_202_is_stored_and_the_rest_
 ) -> None:
     """Two replicas; one is SIGKILLed (the OOM killer, a node lost) while it has requests in flight: no
     graceful anything. Its clients get no answer for those, and resend them (same ids) to the other;
-    every 202 a client did receive, from either, is stored, once."""
+    every 202 a client did receive, from either, is stored, once.
+
+    The client is Traffic, not the Python SDK, though this is the resend the SDK exists for: what is
+    asserted is per attempt (the requests in flight at the kill, each answered 202 or not at all; the
+    unanswered ones resent to the other replica and acknowledged there; the 503 window), and the SDK
+    neither reports its attempts nor fails over from one base URL to another. tests/e2e/test_sdk.py
+    SIGKILLs an API under the SDK (restarted at the same address) and checks the stored ids instead."""
     deployment.start_consumer()
     doomed, url_a = deployment.start_api()
     _, url_b = deployment.start_api()
@@ -150,7 +156,12 @@ def test_overload_at_three_times_capacity_sheds_promptly_with_bounded_memory(
         f"capacity {capacity:.0f} events/s, offered {offered:.0f}/s for {FLOOD_SECONDS:.0f}s; "
         f"answers {outcomes(attempts)}, {len(late)} late; slowest {slowest:.1f}s; API RSS +{growth:.0f} MiB"
     )
+    report.details.append(
+        f"prober (the SDK): {len(prober.acked)} events acknowledged, {len(prober.prompt_answers)} probes "
+        f"prompt, {prober.stats.retries if prober.stats else '?'} resends, {len(prober.refused)} refused"
+    )
     assert not flood.anomalies, flood.anomalies[:5]
+    assert not prober.refused, prober.refused[:5]
     assert not flood.refused, f"{len(flood.refused)} batches never acknowledged, even resent after the flood"
     assert catch.complete
     assert_exact(catch.ledger)

@@ -12,6 +12,14 @@ and the same users: tenants own their ids, so each tenant must end with its own 
 the writer's tenant and key name travel in ``metadata`` so the ledger can tell if one ever lands under
 another tenant. Acknowledged events are counted by ledger key (``ledger_key``): the id, prefixed with its
 tenant outside ``default``.
+
+Why not the Python SDK (activity_client), which resends the same way (same ids, Retry-After honoured):
+the scenarios measure and assert what the SDK keeps to itself. They need each attempt's status, URL and
+times (the 503 window, ``between``, the first 202 after a fault, the answers to the requests in flight at
+a kill), the ids acknowledged so far at any moment (a backlog taken mid-run), ids the test chooses (two
+tenants sending the same ids) and a client-side balancer over replicas (the SDK has one base URL, and
+reports only counts and the refused events). The overload prober (``overload.Prober``), which needs none
+of that, uses the SDK.
 """
 
 from __future__ import annotations
