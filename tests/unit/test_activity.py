@@ -1,8 +1,15 @@
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH, Activity
+from activity_service.domain.activity import (
+    MAX_ACTION_LENGTH,
+    MAX_USER_ID_LENGTH,
+    Activity,
+    content_fingerprint,
+)
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem, uuid7_time
 from activity_service.domain.metadata import _plain, _walk, metadata_problems
@@ -191,3 +198,20 @@ def test_values_outside_what_can_be_represented_are_invalid_not_crashes(
     with pytest.raises(InvalidActivity) as exc:
         record(**fields)
     assert fields_of(exc) == {field}
+
+
+def test_fingerprints_are_the_canonical_json_they_always_were() -> None:
+    """Fingerprints are stored and compared with resends' across releases: the canonical form must not
+    drift (json.dumps with sorted keys, no spaces, UTF-8 as is), nor the digest of a known event."""
+    metadata = {"b": [1, 2.5, None, True], "a": {"é": "ü ✓", "z": -3, "ctl": '\x1f"'}}
+    when = datetime(2026, 11, 26, 10, 0, 0, 123000, tzinfo=UTC)
+    canonical = json.dumps(
+        ["user-42", "page_view", metadata, when.isoformat()],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    expected = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    assert content_fingerprint("user-42", "page_view", metadata, when) == expected
+    known = {"b": [1, 2.5, None, True], "a": {"é": "ü ✓", "z": -3}}
+    assert content_fingerprint("user-42", "page_view", known, when) == "49732c47f8125daf50f65cb31f11fd1a"
