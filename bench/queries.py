@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from activity_service.infrastructure.mongo.repository import SORT
+from activity_service.infrastructure.settings import QuerySettings
 from bench.checks import check
 from bench.context import Context
 from bench.data import event_id, now_millis, query_documents
@@ -51,7 +52,9 @@ def run(
     insert_rate, plans = asyncio.run(_fill(ctx, target, names, tag, newest, total))
     ctx.say(f"scenario {number}: inserted at {insert_rate:,.0f} docs/s; starting the API (consumer stopped)")
     day = (newest - timedelta(days=15)).date().isoformat()
-    deep_page = max(2, total // (2 * LIMIT))
+    # Halfway down, but within the offset depth the API serves (QUERY_MAX_DEPTH: past it, a 400 says to
+    # walk with a cursor): 1,000 pages of 10 at the default.
+    deep_page = max(2, min(total // (2 * LIMIT), QuerySettings.explicit().max_depth // LIMIT))
     kinds: dict[str, dict[str, Any]] = {
         "first page": {},
         "first page, userId": {"userId": "bench-user-7"},
