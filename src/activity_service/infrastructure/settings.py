@@ -91,7 +91,14 @@ class KafkaSettings(_Section):
         default=0, ge=-1, description="retention.ms of the topics it creates; 0: the broker's; -1: forever."
     )
     client_id: str = "activity-service"
-    producer_linger_ms: int = Field(default=2, ge=0)
+    producer_linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description="How long a record batch waits for more records before it is sent. The publisher "
+        "batches itself (the events of every request arriving while a partition's last batch is with the "
+        "broker), so waiting only delays: 0 gave single POST +30% and p50 21.8 -> 15.2 ms over 2 ms "
+        "(make bench, 2026-12-01).",
+    )
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
     producer_request_timeout_ms: int = Field(
         default=5000, ge=1000, description="A produce request unanswered this long is sent again."
