@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.profiling import asleep
+
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]+?)(?::\d+)?\)$")
 
 # (stage, substring of the frame's file, substring of the function or "") in the order they are tried.
@@ -118,7 +120,7 @@ def stages(raw: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
+        if stack and count.isdigit() and not asleep(stack):
             counts[stage_of(_frames(stack))] += int(count)
     return counts
 

@@ -96,6 +96,15 @@ def package(path: str) -> str:
     return head[:-3] if head.endswith(".py") else head or "?"
 
 
+ASLEEP = ("time_sleep (",)
+"""Native frames of a thread that is not on the CPU though py-spy reports it: the log flusher asleep in
+time.sleep (clock_nanosleep), which py-spy does not count as idle. Such samples are left out."""
+
+
+def asleep(stack: str) -> bool:
+    return any(frame in stack for frame in ASLEEP)
+
+
 def summarize(path: Path, top: int = 25) -> dict[str, Any]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -103,7 +112,7 @@ def summarize(path: Path, top: int = 25) -> dict[str, Any]:
     total = collecting = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        if not stack or not count_text.isdigit() or asleep(stack):
             continue
         count = int(count_text)
         total += count
