@@ -55,9 +55,6 @@ class Plan:
     """How many of those hours FerretDB's stats data set fills (an hour document each)."""
     # Live tail (scenario 12).
     tail_streams: int = 200
-    tail_events_per_second: float = 100
-    """The paced load while the streams are open, at most half of scenario 2's rate: every event goes to
-    every stream, so 100 a second is 20,000 deliveries a second."""
     tail_seconds: float = 20
     tail_probes_per_second: float = 20
     tail_closed_seconds: float = 10
