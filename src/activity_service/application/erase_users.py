@@ -49,6 +49,8 @@ class LiveErasures:
         self._capacity = capacity
         self._known: OrderedDict[UserKey, tuple[datetime, datetime | None]] = OrderedDict()
         self._lookup = asyncio.Lock()
+        self.noted = 0
+        """How many erasures this process noted: an answer given before the last one may be stale."""
 
     async def latest(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
         """For those of ``users`` that were erased, the latest request time (as ErasureLog.erased_before)."""
@@ -70,6 +72,7 @@ class LiveErasures:
         return [i for i, a in enumerate(activities) if not covered(a, erased)]
 
     def note(self, erasure: Erasure) -> None:
+        self.noted += 1
         user = (erasure.tenant, erasure.user_id)
         known = self._known.get(user, (None, None))[1]
         self._known[user] = (self._clock.now(), max(erasure.requested_at, known or erasure.requested_at))

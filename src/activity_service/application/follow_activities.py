@@ -26,6 +26,10 @@ class FollowActivities:
     def __init__(self, feed: ActivityFeed, erased: LiveErasures) -> None:
         self._feed = feed
         self._erased = erased
+        self._last: tuple[FeedBatch, int, FeedBatch] | None = None
+        """The last batch checked, the erasures noted then, and what was kept of it: followers that share
+        the feed's position get the same batch object one after the other, so the check is made once for
+        all of them (again if this process noted an erasure meanwhile)."""
 
     def execute(self, matching: FeedFilter, resume_from: Cursor | None = None) -> AsyncIterator[FeedBatch]:
         return self._without_erased(self._feed.follow(matching, resume_from))
@@ -34,6 +38,12 @@ class FollowActivities:
         first = True
         try:
             async for batch in batches:
+                last = self._last
+                if last is not None and last[0] is batch and last[1] == self._erased.noted:
+                    first = False
+                    yield last[2]
+                    continue
+                noted = self._erased.noted
                 try:
                     kept = await self._erased.not_erased([entry.activity for entry in batch.entries])
                 except StoreUnavailable:
@@ -42,9 +52,11 @@ class FollowActivities:
                     log.warning("live tail ended: the store cannot say which users are erased")
                     return
                 first = False
-                if len(kept) == len(batch.entries):
-                    yield batch
+                if len(kept) != len(batch.entries):
+                    kept_batch = FeedBatch([batch.entries[i] for i in kept], batch.cursor)
                 else:
-                    yield FeedBatch([batch.entries[i] for i in kept], batch.cursor)
+                    kept_batch = batch
+                self._last = (batch, noted, kept_batch)
+                yield kept_batch
         finally:
             await batches.aclose()  # type: ignore[attr-defined]

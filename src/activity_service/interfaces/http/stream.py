@@ -68,6 +68,16 @@ class Frames:
     def __init__(self, capacity: int = 20_000) -> None:
         self._frames: OrderedDict[object, bytes] = OrderedDict()
         self._capacity = capacity
+        self._last: dict[bool, tuple[FeedBatch, bytes]] = {}
+
+    def of_batch(self, batch: FeedBatch, addresses: bool) -> bytes:
+        """Every event of ``batch``, rendered; joined once for all the streams handed this very batch."""
+        last = self._last.get(addresses)
+        if last is not None and last[0] is batch:
+            return last[1]
+        joined = b"".join(self.of(entry, addresses) for entry in batch.entries)
+        self._last[addresses] = (batch, joined)
+        return joined
 
     def of(self, entry: FeedEntry, addresses: bool) -> bytes:
         """``addresses``: with ``ipAddress`` (the two renderings are kept apart)."""
@@ -168,7 +178,7 @@ class EventStream(Response):
                         await _write(send, HEARTBEAT)
                     continue
                 batch, pending = pending.result(), None
-                await _write(send, b"".join(frames.of(entry, self._addresses) for entry in batch.entries))
+                await _write(send, frames.of_batch(batch, self._addresses))
         except FeedOverflow as exc:
             await _write(send, b"event: overflow\ndata: " + orjson.dumps({"detail": str(exc)}) + b"\n\n")
         except StopAsyncIteration:
