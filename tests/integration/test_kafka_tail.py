@@ -169,3 +169,37 @@ async def test_the_tail_stops_when_nobody_follows_and_starts_again_from_the_end(
         assert [e.activity.id for e in await collect(again, 1)] == ["new"]
     finally:
         await live.close()
+
+
+async def test_caught_up_followers_are_handed_one_batch_and_each_filter_its_own(
+    stack: Stack, topic: str, producer: AIOKafkaProducer
+) -> None:
+    """Made once for all the followers at the same point with the same filter (200 streams building their
+    own was the live tail's whole cost), yet every filter still gets exactly what matches it."""
+    live = tail(stack, topic)
+    try:
+        await publish(producer, topic, "warm")
+        await read_by_the_tail(live, 1)
+        first, second = aiter(live.follow(FeedFilter(), None)), aiter(live.follow(FeedFilter(), None))
+        buys = aiter(live.follow(FeedFilter(actions=("buy",)), None))
+        for follower in (first, second, buys):
+            await anext(follower)  # where each starts: the same point
+        await publish(producer, topic, "a", action="buy")
+        # The first batch after a start may be each follower's own (the tail moved on before it resumed);
+        # from then on they stand where the tail stands and share.
+        pairs = [(await collect(first, 1), await collect(second, 1))]
+        await publish(producer, topic, "b", "c", action="buy")
+        await publish(producer, topic, "d")
+        shared: list[tuple[FeedBatch, FeedBatch]] = []
+        async with asyncio.timeout(10):  # woken by the same hand-over, as streams are: one after the other
+            while sum(len(one.entries) for one, _ in shared) < 3:
+                shared.append((await anext(first), await anext(second)))
+        assert all(one is other for one, other in shared), "followers at one point share each batch"
+        ids = [e.activity.id for one, _ in pairs for e in one] + [
+            e.activity.id for one, _ in shared for e in one.entries
+        ]
+        assert sorted(ids) == ["a", "b", "c", "d"]
+        bought = await collect(buys, 3)
+        assert sorted(e.activity.id for e in bought) == ["a", "b", "c"]
+    finally:
+        await live.close()

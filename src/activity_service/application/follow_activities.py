@@ -38,6 +38,10 @@ class FollowActivities:
         first = True
         try:
             async for batch in batches:
+                if not batch.entries:  # where a follower starts, or a filter let nothing through
+                    first = False
+                    yield batch
+                    continue
                 last = self._last
                 if last is not None and last[0] is batch and last[1] == self._erased.noted:
                     first = False

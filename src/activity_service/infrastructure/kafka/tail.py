@@ -129,7 +129,7 @@ class KafkaTail:
         message below it (delivered before a resume) is skipped. Once the tail's own cursor has passed
         the floor everywhere, the follower's cursor is the tail's and nothing is computed for it."""
         sequence = self._start_of(cursor)
-        shared = False
+        shared = cursor == self._cursor  # starting where the tail stands: its cursor is the follower's
         while True:
             arrived = self._arrived
             if sequence < self._base:

@@ -1,0 +1,50 @@
+"""Followers that share the feed's position are handed the same batch object; FollowActivities checks it
+against the erasures once for all of them, and again when this process noted an erasure in between."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from activity_service.application.erase_users import LiveErasures
+from activity_service.application.follow_activities import FollowActivities
+from activity_service.domain.activity import Activity
+from activity_service.domain.erasure import Erasure
+from activity_service.domain.feed import Cursor, FeedBatch, FeedEntry, FeedFilter
+from tests.fakes import FixedClock, InMemoryErasureLog
+
+RECEIVED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+class SharedFeed:
+    """Every follower gets the same batch object after its start, as the Kafka tail hands caught-up ones."""
+
+    def __init__(self, batch: FeedBatch) -> None:
+        self.batch = batch
+
+    async def follow(self, matching: FeedFilter, resume_from: Cursor | None) -> AsyncIterator[FeedBatch]:
+        yield FeedBatch((), {})
+        yield self.batch
+
+
+def _entry(user: str, n: int) -> FeedEntry:
+    activity = Activity.record(id=f"e{n}", user_id=user, action="view", received_at=RECEIVED)
+    return FeedEntry(activity, {0: n + 1}, n)
+
+
+async def _second(follow: FollowActivities) -> list[str]:
+    batches = aiter(follow.execute(FeedFilter()))
+    await anext(batches)
+    got = [entry.activity.user_id for entry in (await anext(batches)).entries]
+    await batches.aclose()  # type: ignore[attr-defined]
+    return got
+
+
+async def test_an_erasure_noted_between_two_followers_of_one_batch_reaches_the_second() -> None:
+    clock = FixedClock()
+    live = LiveErasures(InMemoryErasureLog(), clock)
+    follow = FollowActivities(SharedFeed(FeedBatch([_entry("u1", 0), _entry("u2", 1)], {0: 2})), live)
+    assert await _second(follow) == ["u1", "u2"]
+    assert await _second(follow) == ["u1", "u2"]  # the shared answer
+    live.note(Erasure(id="x1", tenant="default", user_id="u1", requested_at=RECEIVED + timedelta(hours=1)))
+    assert await _second(follow) == ["u2"], "the erasure noted since must not be missed by a reused answer"
