@@ -168,6 +168,7 @@ async def started(
     *,
     rate_limiter: TokenBuckets | None = None,
     address_limiter: TokenBuckets | None = None,
+    fast_ingest: bool = True,
 ) -> AsyncIterator[FastAPI]:
     """The app over ``fakes`` with its lifespan running (for clients other than httpx's, e.g. streams)."""
     config = config if config is not None else settings()
@@ -176,6 +177,7 @@ async def started(
         services=fakes.services(config.ingest.max_batch_items, config.query),
         rate_limiter=rate_limiter,
         address_limiter=address_limiter,
+        fast_ingest=fast_ingest,
     )
     async with app.router.lifespan_context(app):
         yield app

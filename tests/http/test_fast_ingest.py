@@ -16,8 +16,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activity_service.infrastructure.rate_limit import TokenBuckets
-from activity_service.interfaces.http.app import create_app
-from tests.http.conftest import FULL_KEY, PEER, Fakes, bearer, settings
+from tests.http.conftest import FULL_KEY, PEER, Fakes, bearer, started
 
 JSON = [("content-type", "application/json")]
 ITEM = {"userId": "u1", "action": "page_view", "metadata": {"path": "/pricing", "ünï": "çødé ✓"}}
@@ -111,14 +110,7 @@ class Observed:
 async def _client(
     fast: bool, fakes: Fakes, limiter: TokenBuckets | None, root_path: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Observed]]:
-    conf = settings()
-    app = create_app(
-        conf,
-        services=fakes.services(conf.ingest.max_batch_items, conf.query),
-        rate_limiter=limiter,
-        fast_ingest=fast,
-    )
-    async with app.router.lifespan_context(app):
+    async with started(fakes, rate_limiter=limiter, fast_ingest=fast) as app:
         observed = Observed(app)
         transport = httpx.ASGITransport(app=observed, client=PEER, root_path=root_path)
         async with httpx.AsyncClient(
