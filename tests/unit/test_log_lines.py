@@ -47,14 +47,17 @@ class Stderr(io.StringIO):
 def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stderr]:
     stream = Stderr()
     monkeypatch.setattr(sys, "stderr", stream)
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, service_logging._handler
+    root, uvicorn_access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    saved = root.handlers[:], root.level, service_logging._handler, uvicorn_access.level
+    # An in-process uvicorn (another test) sets its access logger's level: this test says its own.
+    uvicorn_access.setLevel(logging.NOTSET)
     try:
         configure_logging("INFO", "json")
         yield stream
     finally:
-        root.handlers[:], level, service_logging._handler = saved
+        root.handlers[:], level, service_logging._handler, access_level = saved
         root.setLevel(level)
+        uvicorn_access.setLevel(access_level)
 
 
 def _lines(stream: Stderr) -> list[dict[str, object]]:
@@ -108,7 +111,7 @@ def test_the_access_line_is_uvicorns_with_fields_and_no_key(stderr: Stderr) -> N
 
 
 def test_unconfigured_the_access_line_goes_through_logging(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    caplog.set_level(logging.INFO, logger="uvicorn.access")  # whatever level another test left
     saved = service_logging._handler
     service_logging._handler = None
     try:
