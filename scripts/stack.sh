@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local stack without Docker: Apache Kafka 4.1.0 in KRaft mode (JVM, jars from Maven Central; one node by
-# default, or a cluster of STACK_KAFKA_BROKERS nodes), FerretDB v1.24.2 on SQLite as the MongoDB-wire database
-# (built with Go once) and PostgreSQL 15 (the system's binaries; Debian's postgresql-15 package is installed
-# when missing and running as root).
+# default, or a cluster of STACK_KAFKA_BROKERS nodes), FerretDB v1.24.2 as the MongoDB-wire database (built
+# with Go once; on SQLite, or on the stack's PostgreSQL with STACK_FERRETDB_BACKEND=postgresql) and
+# PostgreSQL 15 (the system's binaries; Debian's postgresql-15 package is installed when missing and running
+# as root).
 #
 #   bash scripts/stack.sh up     [SERVICE [NODE]]  start (or reuse) and wait until ready; prints the settings
 #   bash scripts/stack.sh down   [SERVICE [NODE]]  stop what this script started (by recorded pid), free the ports
@@ -36,6 +37,12 @@
 #   STACK_DIR           logs, data and pid files (default $ACTIVITY_CACHE/stack). Shared by every clone on the
 #                       machine on purpose: `make stack-down` from any clone stops the one stack.
 #   STACK_WAIT_TIMEOUT  seconds to wait for each service to answer (default 90)
+#   STACK_FERRETDB_BACKEND  sqlite or postgresql: where FerretDB keeps its data. postgresql: in the database
+#                       `ferretdb` of the stack's PostgreSQL (created when missing; PostgreSQL is then started
+#                       and ready before FerretDB). Without the variable FerretDB starts on the backend it last
+#                       ran on in this STACK_DIR (so `down mongo` and `up mongo`, as the fault tests do, keep
+#                       its data), sqlite the first time. A running FerretDB on the other one is an error:
+#                       `down mongo` first (each backend's data stays where it is).
 #   POSTGRES_BINDIR     where PostgreSQL 15's postgres and initdb are (default: found, see find_postgres)
 set -euo pipefail
 
@@ -80,6 +87,8 @@ MONGO_STATE=$STACK_DIR/ferretdb
 MONGO_DATA=$MONGO_STATE/data
 MONGO_LOG=$MONGO_STATE/ferretdb.log
 MONGO_PIDFILE=$MONGO_STATE/ferretdb.pid
+MONGO_BACKEND_FILE=$MONGO_STATE/backend # the backend FerretDB was last started on
+FERRETDB_PG_DATABASE=ferretdb           # its database on the stack's PostgreSQL (the postgresql backend)
 
 POSTGRES_MAJOR=15
 POSTGRES_ROLE=activity # the application's role (CREATEDB: tests create a database per run)
@@ -758,15 +767,62 @@ remove_cgroups() { # once the stack is down: its empty cgroups go
 
 # --- FerretDB ----------------------------------------------------------------------------------------------
 
+# STACK_FERRETDB_BACKEND, else the backend recorded at the last start, else sqlite: into FERRETDB_BACKEND.
+resolve_ferretdb_backend() {
+    local recorded=""
+    [[ -s $MONGO_BACKEND_FILE ]] && recorded=$(<"$MONGO_BACKEND_FILE")
+    FERRETDB_BACKEND=${STACK_FERRETDB_BACKEND:-${recorded:-sqlite}}
+    [[ $FERRETDB_BACKEND == sqlite || $FERRETDB_BACKEND == postgresql ]] ||
+        die "STACK_FERRETDB_BACKEND=$FERRETDB_BACKEND: expected sqlite or postgresql."
+}
+
+running_ferretdb_backend() { # pid -> the backend that FerretDB process was started on
+    if [[ $(pid_cmdline "$1") == *--handler=postgresql* ]]; then printf 'postgresql'; else printf 'sqlite'; fi
+}
+
+ferretdb_backend_label() { # backend -> how status and messages name where the data is
+    if [[ $1 == postgresql ]]; then
+        printf 'on PostgreSQL, database %s' "$FERRETDB_PG_DATABASE"
+    else
+        printf 'on SQLite, %s' "$MONGO_DATA"
+    fi
+}
+
+# The postgresql backend keeps FerretDB's data in a database of the stack's PostgreSQL, owned by the
+# application role (which may create databases), made on first use.
+ensure_ferretdb_database() {
+    probe postgres ||
+        die "FerretDB on PostgreSQL keeps its data in the stack's PostgreSQL, which does not answer on $HOST:$POSTGRES_PORT: start it first ('bash scripts/stack.sh up postgres')."
+    python3 "$PROBE" postgres "$HOST:$POSTGRES_PORT" --timeout 2 --user "$POSTGRES_ROLE" \
+        --database "$FERRETDB_PG_DATABASE" && return 0
+    ensure_postgres
+    local out
+    out=$("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$POSTGRES_PORT" -U "$POSTGRES_ROLE" \
+        -d "$POSTGRES_DB" -c "CREATE DATABASE $FERRETDB_PG_DATABASE" 2>&1) ||
+        die "could not create the database $FERRETDB_PG_DATABASE for FerretDB on PostgreSQL: $out"
+    say "mongo: created the database $FERRETDB_PG_DATABASE on the stack's PostgreSQL for FerretDB's data"
+}
+
 start_mongo() {
     ensure_ferretdb
-    mkdir -p "$MONGO_DATA"
-    printf '\n===== %s starting FerretDB %s =====\n' "$(date '+%F %T')" "$FERRETDB_VERSION" >>"$MONGO_LOG"
+    local -a backend
+    if [[ $FERRETDB_BACKEND == postgresql ]]; then
+        ensure_ferretdb_database
+        backend=(--handler=postgresql
+            "--postgresql-url=postgres://$POSTGRES_ROLE@$HOST:$POSTGRES_PORT/$FERRETDB_PG_DATABASE")
+    else
+        mkdir -p "$MONGO_DATA"
+        backend=(--handler=sqlite "--sqlite-url=file:$MONGO_DATA/")
+    fi
+    mkdir -p "$MONGO_STATE"
+    printf '\n===== %s starting FerretDB %s %s =====\n' "$(date '+%F %T')" "$FERRETDB_VERSION" \
+        "$(ferretdb_backend_label "$FERRETDB_BACKEND")" >>"$MONGO_LOG"
     spawn "$MONGO_PIDFILE" "$MONGO_LOG" \
-        "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$MONGO_DATA/" \
+        "$FERRETDB_BIN" "${backend[@]}" \
         --listen-addr="$HOST:$MONGO_PORT" --state-dir="$MONGO_STATE" \
         --telemetry=disable --debug-addr=- --log-level=error
-    say "mongo: started FerretDB (pid $(<"$MONGO_PIDFILE")), log $MONGO_LOG"
+    printf '%s\n' "$FERRETDB_BACKEND" >"$MONGO_BACKEND_FILE"
+    say "mongo: started FerretDB $(ferretdb_backend_label "$FERRETDB_BACKEND") (pid $(<"$MONGO_PIDFILE")), log $MONGO_LOG"
 }
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------
@@ -1133,6 +1189,9 @@ up_service() { # unit
     local service=$1 port pid
     port=$(service_port "$service")
     pid=$(our_pid "$service")
+    if [[ -n $pid && $service == mongo && $(running_ferretdb_backend "$pid") != "$FERRETDB_BACKEND" ]]; then
+        die "mongo: FerretDB runs $(ferretdb_backend_label "$(running_ferretdb_backend "$pid")") (pid $pid), not on $FERRETDB_BACKEND as STACK_FERRETDB_BACKEND asks: stop it first ('bash scripts/stack.sh down mongo'; its data is kept)."
+    fi
     if [[ -n $pid ]]; then
         RESULT[$service]=reused
         if probe "$service"; then
@@ -1174,6 +1233,11 @@ cmd_up() {
     declare -gA RESULT=() WAIT=()
     if [[ " ${SERVICES[*]} " == *" kafka"* ]]; then check_kafka_layout; fi
     for service in "${SERVICES[@]}"; do
+        # FerretDB on PostgreSQL needs its database before it starts: PostgreSQL first, and ready.
+        if [[ $service == mongo && $FERRETDB_BACKEND == postgresql && -n ${WAIT[postgres]:-} ]]; then
+            wait_ready postgres "${WAIT[postgres]}" "$WAIT_TIMEOUT"
+            unset 'WAIT[postgres]'
+        fi
         up_service "$service"
     done
     for service in "${SERVICES[@]}"; do
@@ -1333,6 +1397,12 @@ cmd_down() { # down | kill
         if [[ $1 == down && $service == kafka[0-9]* ]]; then nodes+=("$service"); fi
     done
     if ((${#nodes[@]} > 1)); then down_cluster "${nodes[@]}" || rc=1; fi
+    local ferretdb
+    ferretdb=$(our_pid mongo)
+    if [[ " ${SERVICES[*]} " == *" postgres "* && " ${SERVICES[*]} " != *" mongo "* && -n $ferretdb &&
+        $(running_ferretdb_backend "$ferretdb") == postgresql ]]; then
+        say "note: mongo (FerretDB on PostgreSQL, pid $ferretdb) keeps running but cannot read or write until postgres is up again"
+    fi
     for service in "${SERVICES[@]}"; do
         ((${#nodes[@]} > 1)) && [[ $service == kafka[0-9]* ]] && continue
         "$1_service" "$service" || rc=1
@@ -1356,6 +1426,13 @@ cmd_status() {
             kafka_unit "$service"
             extra=" (controller $HOST:$K_CONTROLLER_PORT${K_SASL_SSL_PORT:+, SASL_SSL $K_SASL_SSL_PORT}${K_SSL_PORT:+, SSL $K_SSL_PORT})"
             if is_cut "$service"; then extra+=" CUT"; fi
+        fi
+        if [[ $service == mongo ]]; then
+            if [[ -n $pid ]]; then
+                extra=" ($(ferretdb_backend_label "$(running_ferretdb_backend "$pid")"))"
+            else
+                extra=" (up: $(ferretdb_backend_label "$FERRETDB_BACKEND"))"
+            fi
         fi
         if [[ -n $pid ]]; then
             if probe "$service"; then state="running, ready"; else state="running, not answering yet"; fi
@@ -1410,8 +1487,17 @@ main() {
     postgres | postgresql | pg) SERVICES=(postgres) ;;
     *) usage ;;
     esac
+    resolve_ferretdb_backend
     case $action in
-    up) cmd_up ;;
+    up)
+        if [[ $FERRETDB_BACKEND == postgresql && " ${SERVICES[*]} " == *" mongo "* ]]; then
+            # FerretDB last: it keeps its data in PostgreSQL, which cmd_up waits for before starting it.
+            local -a ordered=()
+            for unit in "${SERVICES[@]}"; do [[ $unit == mongo ]] || ordered+=("$unit"); done
+            SERVICES=("${ordered[@]}" mongo)
+        fi
+        cmd_up
+        ;;
     down) cmd_down down ;;
     kill) cmd_down kill ;;
     status) cmd_status ;;
