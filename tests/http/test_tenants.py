@@ -158,7 +158,11 @@ async def test_an_erasure_is_accepted_for_any_user_and_followed_by_its_own_tenan
         assert slashed.status_code == 202, slashed.text  # a userId may hold "/": it can be erased too
         nul = await as_key(http, ACME_ERASER, "DELETE", "/api/users/a%00b/activities")
         assert nul.status_code == 400 and nul.headers["content-type"] == "application/problem+json"
+        # A line feed: the route matches it (it was a bare 404), like any user no event can have.
+        lf = await as_key(http, ACME_ERASER, "DELETE", "/api/users/a%0Ab/activities")
+        assert lf.status_code == 202, lf.text
     assert sorted((e.tenant, e.user_id) for e in fakes.erasures.erasures.values()) == [
+        ("acme", "a\nb"),
         ("acme", "nobody-we-know"),
         ("acme", "team/ann"),
     ]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from activity_service.domain.activity import MAX_USER_ID_LENGTH
 from activity_service.domain.erasure import Erasure
@@ -50,8 +51,24 @@ class ErasureOut(BaseModel):
     finishedAt: str | None
 
 
+class _AnyText(Convertor[str]):
+    """Starlette's ``path`` convertor, newlines included: its ``.*`` stops at one, so a userId holding a
+    line feed (%0A) matched no route and was a bare 404; it now meets the route's own checks."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", _AnyText())
+
+
 @router.delete(
-    "/users/{userId:path}/activities",  # :path: a userId may hold "/" (sent as %2F)
+    "/users/{userId:text}/activities",  # a userId may hold "/" (sent as %2F), and any character
     status_code=202,
     response_model=ErasureRequested,
     summary="Erase a user's activities",
