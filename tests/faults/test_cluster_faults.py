@@ -28,7 +28,7 @@ LEADER_DOWN_SECONDS = 10
 CUT_SECONDS = 20
 WINDOW_TARGET = 5.0
 """Seconds of 503s a crashed leader may cost: the controller moves its leaderships once its session times
-out (broker.session.timeout.ms, 4 s on the local cluster, 9 s by default), then the producer follows."""
+out (broker.session.timeout.ms, 3 s on the local cluster, 9 s by default), then the producer follows."""
 
 
 def start(
