@@ -115,6 +115,9 @@ async def test_poison_messages_are_dead_lettered_with_headers_and_the_partition_
         assert headers["dlq.source.offset"] == str(offset)
         assert headers["dlq.error"] and headers["dlq.error.type"] and headers["dlq.at"].endswith("Z")
     assert letters[0].value == b"\x00\xffnot json at all"
+    # Each letter goes to the topic first, then to the store's log: the last one read from the topic
+    # may not be recorded yet.
+    wait_until(lambda: len(stored.dead_letters()) >= 3, 30, "3 dead letters recorded", logs=deployment.logs)
     recorded = stored.dead_letters()
     assert set(recorded) == {f"{topic}:1:0", f"{topic}:1:1", f"{topic}:1:2"}
     assert recorded[f"{topic}:1:2"] == "poison-invalid"
