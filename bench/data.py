@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from activity_service.domain.activity import Activity
 from activity_service.infrastructure.kafka.codec import decode, encode
 from activity_service.infrastructure.mongo.documents import to_document
-from activity_service.infrastructure.postgres.rows import columns_of
+from activity_service.infrastructure.postgres.rows import rows_json
 
 ACTIONS = ("page_view", "click", "login", "purchase", "logout")
 _PLACEHOLDER = "bench-id-placeholder-000000000000000"  # 36 characters, as long as a UUIDv7
@@ -59,7 +61,10 @@ class Messages:
         # What the consumer stores for each template (decoded from the very bytes it reads).
         decoded = [decode(head + _PLACEHOLDER.encode() + tail) for _, (head, tail) in self._templates]
         self._documents = [to_document(a) for a in decoded]
-        self._columns = columns_of(decoded)
+        self._rows: list[dict[str, Any]] = orjson.loads(rows_json(decoded))
+        # The row keys are the columns, in order, each named as the Activity field it holds.
+        self._columns = [[getattr(a, name) for a in decoded] for name in self._rows[0]]
+        self._id_column = list(self._rows[0]).index("id")
 
     def message(self, n: int) -> tuple[bytes, bytes]:
         key, (head, tail) = self._templates[n % TEMPLATES]
@@ -69,12 +74,21 @@ class Messages:
         """The documents the consumer stores for events start..stop-1: the same fields, the same id."""
         return [{**self._documents[n % TEMPLATES], "_id": event_id(self.tag, n)} for n in range(start, stop)]
 
+    def rows_json(self, start: int, stop: int) -> str:
+        """What the PostgreSQL consumer sends for events start..stop-1 (``rows.rows_json`` of the decoded
+        batch): the same values, the same ids."""
+        return orjson.dumps(
+            [{**self._rows[n % TEMPLATES], "id": event_id(self.tag, n)} for n in range(start, stop)]
+        ).decode()
+
     def columns(self, start: int, stop: int) -> list[list[Any]]:
-        """What the PostgreSQL consumer sends for events start..stop-1 (``rows.columns_of`` of the decoded
-        batch): one list per column, the same values, the same ids."""
+        """The same rows as one list per column (for ``unnest``)."""
         picks = [n % TEMPLATES for n in range(start, stop)]
         ids = [event_id(self.tag, n) for n in range(start, stop)]
-        return [ids] + [[column[i] for i in picks] for column in self._columns[1:]]
+        return [
+            ids if c == self._id_column else [column[i] for i in picks]
+            for c, column in enumerate(self._columns)
+        ]
 
 
 def query_documents(
