@@ -80,6 +80,8 @@ async def test_times_keep_milliseconds_exactly(store: Store) -> None:
         pytest.param({"matrix": [[1, 2], [3, 4]]}, id="nested-arrays"),  # FerretDB refuses, others store
         pytest.param({"blob": "x" * (17 * 1024 * 1024)}, id="over-16MiB"),  # MongoDB refuses, others store
         pytest.param({"text": "a\u0000b"}, id="nul-in-a-string"),  # PostgreSQL's jsonb refuses, others store
+        pytest.param({"n": 2**64}, id="integer-over-64-bits"),  # neither JSON (orjson) nor BSON holds it
+        pytest.param({"text": "a\ud800b"}, id="lone-surrogate"),  # not UTF-8: no store can hold it
     ],
 )
 async def test_every_activity_gets_a_verdict_even_a_shape_some_stores_refuse(

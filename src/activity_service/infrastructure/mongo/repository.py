@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
@@ -39,6 +40,10 @@ from activity_service.infrastructure.mongo.documents import (
     storage_id,
     to_document,
 )
+
+# A document BSON cannot hold, refused by the driver before anything is sent: too large, an integer
+# beyond 64 bits (OverflowError), a string that is not UTF-8 (a lone surrogate), a key it refuses.
+UNENCODABLE = (DocumentTooLarge, OverflowError, UnicodeEncodeError, InvalidDocument)
 
 DUPLICATE_KEY = 11000
 ERASED = "erased"
@@ -147,7 +152,7 @@ class MongoActivityRepository:
             verdicts = [_INSERTED] * len(documents)
         except BulkWriteError as exc:
             verdicts = _verdicts_of(exc, len(documents))
-        except DocumentTooLarge:
+        except UNENCODABLE:
             # Raised before the server sees the batch, for all of it: find the culprit one by one (rare).
             verdicts = await self._add_one_by_one(documents)
         conflicts = await self._count(activities, where, verdicts)
@@ -168,7 +173,7 @@ class MongoActivityRepository:
                 verdicts.append(_INSERTED)
             except DuplicateKeyError:
                 verdicts.append(_DUPLICATE)
-            except (DocumentTooLarge, WriteError) as exc:
+            except (*UNENCODABLE, WriteError) as exc:
                 verdicts.append(f"{type(exc).__name__}: {exc}"[:500])
         return verdicts
 
