@@ -23,6 +23,7 @@ from bench.checks import check
 from bench.context import Context
 from bench.data import Messages
 from bench.errors import BenchError
+from bench.pg_ceiling import BARE_VARIANTS
 from bench.pg_ceiling import ceiling as pg_ceiling
 from bench.procs import watch
 from bench.prometheus import consumer_breakdown, scrape
@@ -205,20 +206,19 @@ def with_pg_ceiling(ctx: Context, nine: dict[str, Any]) -> dict[str, Any]:
     batch = ctx.settings(ctx.names("pgdrain"), target).consumer.max_batch_records
     count = ctx.plan.pg_ceiling_events
     ctx.say(
-        f"scenario 9 ceiling: asyncpg unnest inserts of {count:,} rows, {batch} a statement, three variants "
-        "interleaved (bare on one connection, bare on two, the service's statement with its counts)"
+        f"scenario 9 ceiling: asyncpg inserts of {count:,} rows, {batch} a statement, six variants "
+        "interleaved (bare unnest and bare json on one connection and on two, the service's statement with "
+        "its counts on one and on two)"
     )
     messages = Messages(nine["details"]["messages_tag"])
     servers = _servers_of(ctx, target)
     database = nine["details"]["database"]
     with watch(servers, database=database) as usage:
-        variants = asyncio.run(pg_ceiling(target.uri, database, count, batch, messages.columns))
-    bare = max(
-        ("bare_one_connection", "bare_two_connections"), key=lambda v: variants[v]["events_per_second"]
-    )
+        variants = asyncio.run(pg_ceiling(target.uri, database, count, batch, messages))
+    bare = max(BARE_VARIANTS, key=lambda v: variants[v]["events_per_second"])
     best = variants[bare]
     service = variants["service_statement"]
-    one = variants["bare_one_connection"]
+    one = variants["bare_json_one_connection"]
     ctx.say(
         "scenario 9 ceiling: "
         + ", ".join(f"{v.replace('_', ' ')} {r['events_per_second']:,.0f}/s" for v, r in variants.items())
@@ -251,7 +251,7 @@ def with_pg_ceiling(ctx: Context, nine: dict[str, Any]) -> dict[str, Any]:
             drained,
             "events/s",
             ceiling=best["events_per_second"],
-            ceiling_label=f"asyncpg unnest, {bare.replace('_', ' ')}",
+            ceiling_label=f"asyncpg, {bare.replace('_', ' ')}",
             target=("ratio>=", 0.8),
         ),
         check("consumer drain into PostgreSQL", drained, "events/s", target=(">=", 30_000)),
@@ -260,21 +260,21 @@ def with_pg_ceiling(ctx: Context, nine: dict[str, Any]) -> dict[str, Any]:
             service["events_per_second"],
             "events/s",
             ceiling=one["events_per_second"],
-            ceiling_label="bare unnest insert, one connection",
+            ceiling_label="bare json insert, one connection",
         ),
         check(
             "bare insert: two connections vs one",
-            variants["bare_two_connections"]["events_per_second"],
+            variants["bare_json_two_connections"]["events_per_second"],
             "events/s",
             ceiling=one["events_per_second"],
-            ceiling_label="bare unnest insert, one connection",
+            ceiling_label="bare json insert, one connection",
         ),
         check(
             "the service's statement, two connections vs the bare insert on two",
             variants["service_statement_two_connections"]["events_per_second"],
             "events/s",
-            ceiling=variants["bare_two_connections"]["events_per_second"],
-            ceiling_label="bare unnest insert, two connections",
+            ceiling=variants["bare_json_two_connections"]["events_per_second"],
+            ceiling_label="bare json insert, two connections",
         ),
         check(
             "consumer drain vs the service's statement alone, one connection",

@@ -1,13 +1,15 @@
 """Scenario 9's ceiling: the driver's fastest bulk insert of the consumer's rows into PostgreSQL.
 
 Each variant writes into a schema of its own in the drain's database, made by the service's own
-migrations (the same tables, the same four indexes), the same rows the consumer wrote (the same ids, the
-values ``rows.columns_of`` gives for the decoded events), CONSUMER_MAX_BATCH_RECORDS rows a statement:
+migrations (the same tables, the same four indexes), the same rows the consumer wrote (the same ids and
+values as the decoded events), CONSUMER_MAX_BATCH_RECORDS rows a statement:
 
 - **bare, one connection**: asyncpg, ``INSERT INTO activities (...) SELECT * FROM unnest($1::text[], ...)
   ON CONFLICT (tenant, id) DO NOTHING RETURNING id``, one batch at a time (what the scratch measurement in
   bench/scratch/pg_driver_bench.md found fastest for one statement per batch);
 - **bare, two connections**: the same statement with two batches in flight on two connections;
+- **bare json, one and two connections**: the same insert reading the batch as one JSON parameter
+  (``json_to_recordset``, what the service sends: rows.rows_json);
 - **service statement, one connection**: the service's own INSERT (repository.INSERT), which also moves
   the counts over time (``activity_counts``) in the same statement: what the counts cost;
 - **service statement, two connections**: the same, two batches in flight (their count rows are the
@@ -22,13 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from activity_service.infrastructure.postgres.migrations import migrate
-from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES
+from activity_service.infrastructure.postgres.rows import COLUMNS, RECORD, TYPES
 from activity_service.infrastructure.postgres.store import _prepare
 from activity_service.infrastructure.postgres.writes import INSERT
 from bench.procs import cpu_seconds
@@ -40,14 +41,27 @@ BARE = (
     f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
     " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
 )
+BARE_JSON = (
+    f"INSERT INTO activities ({', '.join(COLUMNS)}) SELECT * FROM json_to_recordset($1::json) AS b ({RECORD})"
+    " ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
+)
 ROUND_BATCHES = 20
-# name: (statement, connections it keeps busy)
+# name: (statement, connections it keeps busy, its parameters: one array per column, or one JSON array)
 VARIANTS = {
-    "bare_one_connection": (BARE, 1),
-    "bare_two_connections": (BARE, 2),
-    "service_statement": (INSERT, 1),
-    "service_statement_two_connections": (INSERT, 2),
+    "bare_one_connection": (BARE, 1, "columns"),
+    "bare_two_connections": (BARE, 2, "columns"),
+    "bare_json_one_connection": (BARE_JSON, 1, "json"),
+    "bare_json_two_connections": (BARE_JSON, 2, "json"),
+    "service_statement": (INSERT, 1, "json"),
+    "service_statement_two_connections": (INSERT, 2, "json"),
 }
+BARE_VARIANTS = tuple(v for v in VARIANTS if v.startswith("bare"))
+
+
+class Batches(Protocol):
+    def columns(self, start: int, stop: int) -> list[list[Any]]: ...
+
+    def rows_json(self, start: int, stop: int) -> str: ...
 
 
 async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
@@ -56,9 +70,7 @@ async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
     return connection
 
 
-async def ceiling(
-    dsn: str, database: str, count: int, batch: int, columns: Callable[[int, int], list[list[Any]]]
-) -> dict[str, Any]:
+async def ceiling(dsn: str, database: str, count: int, batch: int, batches: Batches) -> dict[str, Any]:
     where = dsn_of(dsn, database)
     connections: dict[str, list[asyncpg.Connection]] = {}
     try:
@@ -69,7 +81,7 @@ async def ceiling(
             await first.close()
             connections[variant] = [await _connect(where, schema) for _ in range(VARIANTS[variant][1])]
             await migrate(connections[variant][0])  # the service's tables and indexes, in this schema
-        return await _measure(connections, count, batch, columns)
+        return await _measure(connections, count, batch, batches)
     finally:
         for pair in connections.values():
             for connection in pair:
@@ -80,7 +92,7 @@ async def _measure(
     connections: dict[str, list[asyncpg.Connection]],
     count: int,
     batch: int,
-    columns: Callable[[int, int], list[list[Any]]],
+    batches: Batches,
 ) -> dict[str, Any]:
     # Each variant's server CPU: its backends' own (the server runs on this machine), /proc's account.
     backends = {v: [await c.fetchval("SELECT pg_backend_pid()") for c in cs] for v, cs in connections.items()}
@@ -91,11 +103,15 @@ async def _measure(
     returned = dict.fromkeys(VARIANTS, 0)
     step = batch * ROUND_BATCHES
     for start in range(0, count, step):
-        rows = [columns(s, min(s + batch, count)) for s in range(start, min(start + step, count), batch)]
+        bounds = [(s, min(s + batch, count)) for s in range(start, min(start + step, count), batch)]
+        params = {
+            "columns": [batches.columns(*b) for b in bounds],
+            "json": [[batches.rows_json(*b)] for b in bounds],
+        }
         tenth = min(9, start * 10 // count)
-        for variant, (sql, _) in VARIANTS.items():
+        for variant, (sql, _, form) in VARIANTS.items():
             # With two connections, each takes the next batch as soon as its previous one is done.
-            queue = list(reversed(rows))
+            queue = list(reversed(params[form]))
             began = time.perf_counter()
             done = await asyncio.gather(
                 *(_worker(c, sql, queue, latencies[variant]) for c in connections[variant])

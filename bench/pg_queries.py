@@ -318,22 +318,20 @@ async def _fill(dsn: str, tag: str, newest: datetime, total: int) -> dict[str, A
             while starts:
                 start = starts.pop(0)
                 r = range(start, min(start + FILL_BATCH, total))
-                await connection.fetch(
-                    INSERT,
-                    [DEFAULT_TENANT] * len(r),
-                    [event_id(tag, n) for n in r],
-                    [f"bench-user-{n % TEMPLATES}" for n in r],
-                    [ACTIONS[n % len(ACTIONS)] for n in r],
-                    [newest - step * n for n in r],
-                    [newest] * len(r),
-                    [{"path": "/pricing", "referrer": "newsletter", "n": n} for n in r],
-                    ["127.0.0.1"] * len(r),
-                    [None] * len(r),
-                    [None] * len(r),
-                    [None] * len(r),
-                    [None] * len(r),
-                    [None] * len(r),
-                )
+                rows = [
+                    {
+                        "tenant": DEFAULT_TENANT,
+                        "id": event_id(tag, n),
+                        "user_id": f"bench-user-{n % TEMPLATES}",
+                        "action": ACTIONS[n % len(ACTIONS)],
+                        "timestamp": newest - step * n,
+                        "received_at": newest,
+                        "metadata": {"path": "/pricing", "referrer": "newsletter", "n": n},
+                        "ip_address": "127.0.0.1",
+                    }
+                    for n in r
+                ]  # the other columns are null (absent keys)
+                await connection.fetch(INSERT, orjson.dumps(rows).decode())
 
         began = time.perf_counter()
         await asyncio.gather(*(worker(c) for c in connections))

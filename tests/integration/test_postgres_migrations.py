@@ -17,7 +17,7 @@ from activity_service.domain.activity import DEFAULT_TENANT, Activity
 from activity_service.domain.query import ActivityQuery
 from activity_service.domain.stats import CountQuery, Interval
 from activity_service.infrastructure.postgres.migrations import MIGRATIONS, migrate
-from activity_service.infrastructure.postgres.rows import columns_of
+from activity_service.infrastructure.postgres.rows import rows_json
 from activity_service.infrastructure.postgres.store import open_postgres_store
 from activity_service.infrastructure.postgres.writes import ERASE, INSERT, PURGE, TENANTS
 from activity_service.infrastructure.settings import PostgresSettings
@@ -218,7 +218,7 @@ async def test_the_writing_statements_read_activities_along_their_indexes(dsn: s
         ]
         for mode in ("force_custom_plan", "force_generic_plan"):
             await connection.execute(f"SET plan_cache_mode = {mode}")
-            insert = scans(await plan_of(connection, INSERT, *columns_of(resent)))
+            insert = scans(await plan_of(connection, INSERT, rows_json(resent)))
             assert insert == ["activities_pkey"], (mode, insert)
         tenants = scans(await plan_of(connection, TENANTS))
         assert tenants and "Seq Scan" not in tenants, tenants

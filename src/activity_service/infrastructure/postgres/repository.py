@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from activity_service.domain.activity import Activity, EventKey
 from activity_service.domain.delivery import LogPosition
@@ -46,6 +47,9 @@ MATCHES_NOTHING = asyncpg.CharacterNotInRepertoireError
 # server's statement_timeout when one is set for the role.
 READ_TIMED_OUT = (TimeoutError, asyncpg.QueryCanceledError)
 
+# A batch holding a value the database cannot store (e.g. a \u0000 in a string), or JSON cannot carry.
+UNSTORABLE = (asyncpg.DataError, orjson.JSONEncodeError)
+
 
 class PostgresActivityRepository:
     def __init__(self, pool: asyncpg.Pool, *, read_timeout_ms: int | None = None) -> None:
@@ -60,7 +64,7 @@ class PostgresActivityRepository:
         try:
             async with self._pool.acquire() as connection:
                 inserted, conflicts = await insert(connection, activities)
-        except asyncpg.DataError:
+        except UNSTORABLE:
             # A value this database cannot hold (e.g. a \\u0000 inside a jsonb string) fails the whole
             # statement: find which, one by one (rare), and refuse only those.
             return await self._add_one_by_one(activities)
@@ -74,7 +78,7 @@ class PostgresActivityRepository:
             for activity in activities:
                 try:
                     one, conflicting = await insert(connection, [activity])
-                except asyncpg.DataError as exc:
+                except UNSTORABLE as exc:
                     rejected[activity.key] = f"{type(exc).__name__}: {exc}"[:500]
                     continue
                 inserted += one

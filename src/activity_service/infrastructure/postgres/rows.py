@@ -4,9 +4,9 @@ jsonb metadata."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
+import orjson
 
 from activity_service.domain.activity import Activity
 
@@ -43,23 +43,36 @@ TYPES = (
 SELECT = ", ".join(COLUMNS)
 
 
-def columns_of(activities: Sequence[Activity]) -> list[list[Any]]:
-    """The batch as one list per column (what ``unnest`` takes: one round trip for any batch size)."""
-    return [
-        [a.tenant for a in activities],
-        [a.id for a in activities],
-        [a.user_id for a in activities],
-        [a.action for a in activities],
-        [a.timestamp for a in activities],
-        [a.received_at for a in activities],
-        [a.metadata for a in activities],
-        [a.ip_address for a in activities],
-        [a.original_timestamp for a in activities],
-        [a.sent_at for a in activities],
-        [a.trace_id for a in activities],
-        [a.source for a in activities],
-        [a.fingerprint for a in activities],
-    ]
+# Column names and types, for json_to_recordset (a quoted name is the same key in the JSON rows).
+RECORD = ", ".join(f"{name} {type_}" for name, type_ in zip(COLUMNS, TYPES, strict=True))
+
+
+def rows_json(activities: Sequence[Activity]) -> str:
+    """The batch as one JSON array of rows keyed by column, what ``json_to_recordset`` reads: one
+    parameter for any batch size. Measured against one array per column (``unnest``), it costs the
+    consumer a third of the CPU (asyncpg inspects every element of an array parameter) and the database
+    the same. Times are ISO 8601 with their UTC offset; orjson.JSONEncodeError (a TypeError) for a value
+    JSON cannot hold."""
+    return orjson.dumps(
+        [
+            {
+                "tenant": a.tenant,
+                "id": a.id,
+                "user_id": a.user_id,
+                "action": a.action,
+                "timestamp": a.timestamp,
+                "received_at": a.received_at,
+                "metadata": a.metadata,
+                "ip_address": a.ip_address,
+                "original_timestamp": a.original_timestamp,
+                "sent_at": a.sent_at,
+                "trace_id": a.trace_id,
+                "source": a.source,
+                "fingerprint": a.fingerprint,
+            }
+            for a in activities
+        ]
+    ).decode()
 
 
 def from_row(row: asyncpg.Record) -> Activity:

@@ -1,5 +1,5 @@
 """How events and their counts are written and removed together on PostgreSQL: one statement each, so
-one transaction, whatever the batch size (unnest: one round trip)."""
+one transaction, whatever the batch size (the batch is one JSON parameter: one round trip)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from activity_service.domain.activity import Activity, EventKey
-from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES, columns_of
+from activity_service.infrastructure.postgres.rows import COLUMNS, RECORD, rows_json
 
 # The counts per minute, hour and day move in the same statement as the events they count (one
 # transaction): only rows really inserted are counted, and a redelivered batch counts nothing twice.
@@ -17,9 +17,7 @@ from activity_service.infrastructure.postgres.rows import COLUMNS, TYPES, column
 # fingerprinted ones may repeat (a duplicate with another fingerprint is a conflict, see conflicts_of).
 GRANULARITIES = "(VALUES ('minute'), ('hour'), ('day')) AS g (granularity)"
 INSERT = (
-    "WITH batch AS MATERIALIZED ("
-    f" SELECT * FROM unnest({', '.join(f'${n}::{t}[]' for n, t in enumerate(TYPES, start=1))})"
-    f" AS b ({', '.join(COLUMNS)})"
+    f"WITH batch AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS b ({RECORD})"
     "), inserted AS ("
     f" INSERT INTO activities ({', '.join(COLUMNS)}) SELECT * FROM batch"
     ' ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id, action, "timestamp", fingerprint'
@@ -83,8 +81,9 @@ ERASE = removing(
 async def insert(
     connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, activities: Sequence[Activity]
 ) -> tuple[int, list[EventKey]]:
-    """Stores the batch (INSERT): how many it inserted, and which of the rest are conflicts."""
-    rows = await connection.fetch(INSERT, *columns_of(activities))
+    """Stores the batch (INSERT): how many it inserted, and which of the rest are conflicts.
+    asyncpg.DataError or orjson.JSONEncodeError: a value the database (or JSON) cannot hold."""
+    rows = await connection.fetch(INSERT, rows_json(activities))
     inserted = {(r["tenant"], r["id"]): r["fingerprint"] for r in rows if r["inserted"]}
     stored = {(r["tenant"], r["id"]): r["fingerprint"] for r in rows if not r["inserted"]}
     # A fingerprinted duplicate of an event neither this statement nor its snapshot saw: another writer
