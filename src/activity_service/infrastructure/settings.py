@@ -286,6 +286,12 @@ class ConsumerSettings(_Section):
     model_config = _config("CONSUMER_")
 
     max_batch_records: int = Field(default=500, ge=1)
+    batches_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Batches written at once (each its own statement and connection); committed in order.",
+    )
     fetch_timeout_ms: int = Field(default=500, ge=1)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,8 +35,10 @@ class KafkaActivityConsumer:
 
     Each round: **fetch** a batch (``getmany``), **decode** every record into a Received message,
     **settle** it (``settle``: PersistActivities.execute, which stores and dead-letters), then **commit**
-    the next offset of every partition in the batch and **record progress**. A rebalance waits for the batch
-    in hand to be committed first.
+    the next offset of every partition in the batch and **record progress**. Up to ``batches_in_flight``
+    batches are settled at once (their writes overlap; each is one statement); they are committed in the
+    order they were fetched, each only once it and every batch before it is settled, so a commit never
+    passes an unsettled record. A rebalance waits for every batch in hand to be committed first.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class KafkaActivityConsumer:
         max_records: int,
         fetch_timeout_ms: int,
         progress_interval_seconds: float,
+        batches_in_flight: int = 1,
         on_batch: Callable[[Settled], None] | None = None,
     ) -> None:
         self._consumer = consumer
@@ -55,6 +59,9 @@ class KafkaActivityConsumer:
         self._fetch_timeout_ms = fetch_timeout_ms
         self._progress_interval = progress_interval_seconds
         self._on_batch = on_batch
+        self._depth = batches_in_flight
+        self._in_flight: deque[tuple[_Fetched, asyncio.Task[Settled | None]]] = deque()
+        self._stopped_unsettled = False
         self._batch_lock = asyncio.Lock()
         self._progress = ProgressTracker(consumer, progress)
         self._last_progress = 0.0
@@ -65,39 +72,48 @@ class KafkaActivityConsumer:
         return _FinishBatchFirst(self)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; the batch in hand is settled and committed first.
+        """Consume until ``stop`` is set; the batches in hand are settled and committed first.
 
-        The broker and database round trips that do not need to follow each other overlap: while a
-        batch is settled, the next one (when already fetched) is decoded, and the previous one's commit
-        and progress record complete. A batch is still committed only once it is settled, and only after
-        the batch before it.
+        The broker and database round trips that do not need to follow each other overlap: while the
+        batches in flight are settled, the next one (when already fetched) is decoded, and the last
+        settled one's commit and progress record complete.
         """
         loop = asyncio.get_running_loop()
-        ahead: _Fetched | None = None
         try:
-            while not stop.is_set():
-                fetched = ahead if ahead is not None else await self._fetch(self._fetch_timeout_ms)
-                ahead = None
+            while not stop.is_set() and not self._stopped_unsettled:
+                # While batches are in flight, only what the consumer already holds is decoded.
+                fetched = await self._fetch(0 if self._in_flight else self._fetch_timeout_ms)
                 async with self._batch_lock:
-                    # Fetched ahead, before a rebalance: what this consumer no longer owns is the new
-                    # owner's to read from the last commit. The rest must be settled (its position moved).
+                    # Fetched before a rebalance: what this consumer no longer owns is the new owner's to
+                    # read from the last commit. The rest must be settled (its position moved).
                     fetched = fetched.only(self._consumer.assignment())
-                    if not fetched.records:
+                    if fetched.records:
+                        while len(self._in_flight) >= self._depth and not self._stopped_unsettled:
+                            await self._settle_oldest()
+                        if self._stopped_unsettled:
+                            break  # fetched, never settled nor committed: the next owner reads it again
+                        self._in_flight.append((fetched, asyncio.create_task(self._settled(fetched, stop))))
+                        await asyncio.sleep(0)  # let the write go out before decoding (CPU) holds the loop
+                    elif self._in_flight:
+                        await self._settle_oldest()
+                    else:
                         await self.finish_commit()
                         if loop.time() - self._last_progress >= self._progress_interval:
                             self._last_progress = loop.time()
                             await self._progress.when_idle()
-                        continue
-                    settled, ahead = await self._settle_and_fetch_ahead(fetched, stop)
-                    if settled is None:  # stopped while the store was still failing: commit nothing
-                        return
-                    await self.finish_commit()
-                    self._progress.saw(fetched.last_received)
-                    self._committing = asyncio.create_task(self._commit_and_record(fetched.next_offsets))
-                if self._on_batch is not None:
-                    self._on_batch(settled)
+            async with self._batch_lock:
+                await self.finish_batches()
         finally:
+            for _, settling in self._in_flight:  # only left after an error: none may be committed now
+                settling.cancel()
+            self._in_flight.clear()
             await self.finish_commit()
+
+    async def finish_batches(self) -> None:
+        """Settle and commit every batch in flight, in order (the caller holds the batch lock)."""
+        while self._in_flight:
+            await self._settle_oldest()
+        await self.finish_commit()
 
     async def finish_commit(self) -> None:
         """Wait for the last settled batch to be committed and its progress recorded."""
@@ -105,23 +121,31 @@ class KafkaActivityConsumer:
         if committing is not None:
             await committing
 
+    async def _settled(self, fetched: _Fetched, stop: asyncio.Event) -> Settled | None:
+        with BatchTelemetry(fetched.records):
+            return await self._settle(fetched.messages, stop)
+
+    async def _settle_oldest(self) -> None:
+        """Wait for the oldest batch in flight to be settled, then commit past it (after the one before).
+        A batch left unsettled (stopped while the store was failing) stops every later commit."""
+        fetched, settling = self._in_flight[0]
+        try:
+            settled = await settling
+        finally:
+            self._in_flight.popleft()
+        if settled is None or self._stopped_unsettled:
+            self._stopped_unsettled = True
+            return
+        await self.finish_commit()
+        self._progress.saw(fetched.last_received)
+        self._committing = asyncio.create_task(self._commit_and_record(fetched.next_offsets))
+        if self._on_batch is not None:
+            self._on_batch(settled)
+
     async def _fetch(self, timeout_ms: int) -> _Fetched:
         return _Fetched.decode(
             await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         )
-
-    async def _settle_and_fetch_ahead(
-        self, fetched: _Fetched, stop: asyncio.Event
-    ) -> tuple[Settled | None, _Fetched | None]:
-        """Settle the batch; meanwhile decode whatever the consumer already has buffered."""
-        with BatchTelemetry(fetched.records):
-            settling = asyncio.create_task(self._settle(fetched.messages, stop))
-            await asyncio.sleep(0)  # let the write go out before decoding (CPU) holds the loop
-            try:
-                ahead = await self._fetch(timeout_ms=0)
-            finally:
-                settled = await settling
-        return settled, (ahead if ahead.records else None)
 
     async def _commit_and_record(self, next_offsets: dict[TopicPartition, int]) -> None:
         await self._commit(next_offsets)
@@ -201,9 +225,9 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self._loop._batch_lock:  # the batch in hand is settled, then committed
+        async with self._loop._batch_lock:  # the batches in hand are settled, then committed
             try:
-                await self._loop.finish_commit()
+                await self._loop.finish_batches()
             except Exception as exc:  # its events are stored: the next owner re-reads duplicates only
                 log.warning("the last batch was not committed before the rebalance: %s", exc)
             log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))

@@ -1,0 +1,157 @@
+"""The consumer loop with batches in flight, in-process against a fake broker client: writes overlap,
+commits never do, and none passes a batch that was not settled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from activity_service.domain.activity import Activity
+from activity_service.domain.delivery import PartitionProgress, Received, Settled
+from activity_service.infrastructure.kafka.codec import encode
+from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
+
+TP = TopicPartition("activities", 0)
+
+
+def record(offset: int) -> Any:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    value = encode(Activity.record(id=f"e{offset}", user_id="u", action="a", received_at=at))
+    return ConsumerRecord("activities", 0, offset, 0, 0, b"k", value, None, 1, len(value), ())
+
+
+class FakeConsumer:
+    """Hands out the batches it was given, one per getmany, then nothing; records every commit."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self._batches = [{TP: [record(o) for o in offsets]} for offsets in batches]
+        self.commits: list[int] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        if self._batches:
+            return self._batches.pop(0)
+        await asyncio.sleep(min(timeout_ms, 10) / 1000)
+        return {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets[TP])
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+    async def position(self, tp: TopicPartition) -> int:
+        return 0
+
+
+class NoProgress:
+    async def record(self, progress: Sequence[PartitionProgress]) -> None:
+        pass
+
+    async def read(self, topic: str) -> Sequence[PartitionProgress]:
+        return []
+
+
+class Writes:
+    """A settle whose writes finish only when the test says so (by the first offset of the batch)."""
+
+    def __init__(self) -> None:
+        self.release: dict[int, asyncio.Event] = {}
+        self.outcome: dict[int, bool] = {}
+        self.running = 0
+        self.most_at_once = 0
+        self.started: list[int] = []
+
+    async def settle(self, batch: Sequence[Received], stop: asyncio.Event) -> Settled | None:
+        first = batch[0].offset
+        self.started.append(first)
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await self.release.setdefault(first, asyncio.Event()).wait()
+        finally:
+            self.running -= 1
+        if not self.outcome.get(first, True):
+            return None  # as PersistActivities does when stopped while the store still fails
+        return Settled(records=len(batch), inserted=len(batch), duplicates=0, dead_lettered=0)
+
+    def finish(self, first: int, settled: bool = True) -> None:
+        self.outcome[first] = settled
+        self.release.setdefault(first, asyncio.Event()).set()
+
+
+def loop_of(consumer: FakeConsumer, writes: Writes, in_flight: int) -> KafkaActivityConsumer:
+    return KafkaActivityConsumer(
+        consumer,  # type: ignore[arg-type]
+        writes.settle,
+        NoProgress(),
+        max_records=500,
+        fetch_timeout_ms=10,
+        progress_interval_seconds=60,
+        batches_in_flight=in_flight,
+    )
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 (polls the loop's state; nothing to wait on)
+            await asyncio.sleep(0.001)
+
+
+async def test_two_batches_are_written_at_once_and_committed_in_order() -> None:
+    consumer, writes, stop = FakeConsumer([[0, 1], [2, 3], [4]]), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
+    await until(lambda: writes.started == [0, 2])
+    assert writes.most_at_once == 2
+    writes.finish(2)  # the second batch is stored first: nothing may be committed past the first
+    await asyncio.sleep(0.05)
+    assert consumer.commits == [] and writes.started == [0, 2]
+    writes.finish(0)
+    await until(lambda: consumer.commits == [2, 4] and writes.started == [0, 2, 4])
+    writes.finish(4)
+    await until(lambda: consumer.commits == [2, 4, 5])
+    stop.set()
+    await running
+
+
+async def test_a_batch_left_unsettled_stops_every_later_commit() -> None:
+    consumer, writes, stop = FakeConsumer([[0, 1], [2, 3]]), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
+    await until(lambda: writes.started == [0, 2])
+    writes.finish(2)
+    stop.set()
+    writes.finish(0, settled=False)  # stopped while its write still failed
+    await running
+    assert consumer.commits == []
+
+
+async def test_stopping_settles_and_commits_the_batches_in_flight() -> None:
+    consumer, writes, stop = FakeConsumer([[0], [1]]), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
+    await until(lambda: writes.started == [0, 1])
+    stop.set()
+    writes.finish(1)
+    writes.finish(0)
+    await running
+    assert consumer.commits == [1, 2]
+
+
+async def test_one_in_flight_writes_one_batch_at_a_time() -> None:
+    consumer, writes, stop = FakeConsumer([[0], [1], [2]]), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 1).run(stop))
+    for first in (0, 1, 2):
+        await until(lambda first=first: writes.started[-1:] == [first])
+        await asyncio.sleep(0.02)
+        assert writes.running == 1
+        writes.finish(first)
+    await until(lambda: consumer.commits == [1, 2, 3])
+    stop.set()
+    await running
+    assert writes.most_at_once == 1
