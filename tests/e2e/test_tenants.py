@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,7 +28,6 @@ KEYS = json.dumps(
         {"name": "acme-privacy", "key": PRIVACY, "scopes": [ERASE], "tenant": "acme"},
     ]
 )
-TODAY = datetime.now(UTC).date().isoformat()
 
 
 def client(base_url: str, key: str) -> httpx.Client:
@@ -42,9 +41,11 @@ def post_batch(http: httpx.Client, items: list[dict[str, Any]]) -> None:
 
 
 def counted(http: httpx.Client) -> int:
-    response = http.get(
-        "/api/activities/stats", params={"interval": "day", "startDate": TODAY, "endDate": TODAY}
-    )
+    """The tenant's events counted over the day buckets of yesterday and today (UTC), read now: the
+    events were received during the test, which may have begun before midnight."""
+    today = datetime.now(UTC).date()
+    days = {"startDate": (today - timedelta(days=1)).isoformat(), "endDate": today.isoformat()}
+    response = http.get("/api/activities/stats", params={"interval": "day", **days})
     assert response.status_code == 200, response.text
     return sum(bucket["total"] for bucket in response.json()["buckets"])
 
