@@ -55,7 +55,7 @@ def caught_up(stack: Stack, deployment: Deployment) -> bool:
 
 
 def test_two_tenants_with_the_same_id_and_user_are_kept_apart(
-    deployment: Deployment, stored: StoredView
+    deployment: Deployment, stack: Stack, stored: StoredView
 ) -> None:
     deployment.extra_env = {"AUTH_API_KEYS": KEYS}
     deployment.start_consumer()
@@ -70,7 +70,14 @@ def test_two_tenants_with_the_same_id_and_user_are_kept_apart(
             assert acme.post("/api/activities", json={**same, "id": "acme-only"}).status_code == 202
             first = json.loads(next(received)["data"])
         assert (first["id"], first["metadata"]) == ("order-123", {"by": "globex"})  # not acme's
-        wait_until(lambda: len(stored.events()) == 3, 60, "three stored events", logs=deployment.logs)
+        # On MongoDB an event is stored, then counted (two writes): the counts are final once the group
+        # has committed the topic, which it does only after both.
+        wait_until(
+            lambda: len(stored.events()) == 3 and caught_up(stack, deployment),
+            60,
+            "three stored events, counted and committed",
+            logs=deployment.logs,
+        )
         assert sorted((e.tenant, e.id) for e in stored.events()) == [
             ("acme", "acme-only"),
             ("acme", "order-123"),
