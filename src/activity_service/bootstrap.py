@@ -222,7 +222,7 @@ async def consumer_service(
             max_records=settings.consumer.max_batch_records,
             fetch_timeout_ms=settings.consumer.fetch_timeout_ms,
             progress_interval_seconds=settings.consumer.progress_interval_seconds,
-            batches_in_flight=settings.consumer.batches_in_flight,
+            batches_in_flight=settings.consumer.batches_in_flight if database.batches_at_once else 1,
             on_batch=on_batch,
         )
         consumer.subscribe([kafka.topic], listener=loop.rebalance_listener())

@@ -16,33 +16,41 @@ from activity_service.domain.delivery import PartitionProgress, Received, Settle
 from activity_service.infrastructure.kafka.codec import encode
 from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
 
-TP = TopicPartition("activities", 0)
+
+def tp(partition: int) -> TopicPartition:
+    return TopicPartition("activities", partition)
 
 
-def record(offset: int) -> Any:
+def record(partition: int, offset: int) -> Any:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    value = encode(Activity.record(id=f"e{offset}", user_id="u", action="a", received_at=at))
-    return ConsumerRecord("activities", 0, offset, 0, 0, b"k", value, None, 1, len(value), ())
+    value = encode(Activity.record(id=f"e{partition}-{offset}", user_id="u", action="a", received_at=at))
+    return ConsumerRecord("activities", partition, offset, 0, 0, b"k", value, None, 1, len(value), ())
 
 
 class FakeConsumer:
-    """Hands out the batches it was given, one per getmany, then nothing; records every commit."""
+    """Hands out the batches it was given (partition, offsets), each to the first getmany that asks for
+    its partition (or for all), in order; records every commit."""
 
-    def __init__(self, batches: list[list[int]]) -> None:
-        self._batches = [{TP: [record(o) for o in offsets]} for offsets in batches]
-        self.commits: list[int] = []
+    def __init__(self, batches: list[tuple[int, list[int]]]) -> None:
+        self._batches = [(tp(p), [record(p, o) for o in offsets]) for p, offsets in batches]
+        self._assigned = {tp(p) for p, _ in batches}
+        self.commits: list[dict[int, int]] = []
 
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
-        if self._batches:
-            return self._batches.pop(0)
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[Any]]:
+        for i, (where, records) in enumerate(self._batches):
+            if not partitions or where in partitions:
+                del self._batches[i]
+                return {where: records}
         await asyncio.sleep(min(timeout_ms, 10) / 1000)
         return {}
 
     def assignment(self) -> set[TopicPartition]:
-        return {TP}
+        return self._assigned
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(offsets[TP])
+        self.commits.append({t.partition: o for t, o in offsets.items()})
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return None
@@ -63,14 +71,14 @@ class Writes:
     """A settle whose writes finish only when the test says so (by the first offset of the batch)."""
 
     def __init__(self) -> None:
-        self.release: dict[int, asyncio.Event] = {}
-        self.outcome: dict[int, bool] = {}
+        self.release: dict[tuple[int, int], asyncio.Event] = {}
+        self.outcome: dict[tuple[int, int], bool] = {}
         self.running = 0
         self.most_at_once = 0
-        self.started: list[int] = []
+        self.started: list[tuple[int, int]] = []
 
     async def settle(self, batch: Sequence[Received], stop: asyncio.Event) -> Settled | None:
-        first = batch[0].offset
+        first = (batch[0].partition, batch[0].offset)
         self.started.append(first)
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
@@ -82,7 +90,7 @@ class Writes:
             return None  # as PersistActivities does when stopped while the store still fails
         return Settled(records=len(batch), inserted=len(batch), duplicates=0, dead_lettered=0)
 
-    def finish(self, first: int, settled: bool = True) -> None:
+    def finish(self, first: tuple[int, int], settled: bool = True) -> None:
         self.outcome[first] = settled
         self.release.setdefault(first, asyncio.Event()).set()
 
@@ -105,53 +113,68 @@ async def until(condition: Any) -> None:
             await asyncio.sleep(0.001)
 
 
-async def test_two_batches_are_written_at_once_and_committed_in_order() -> None:
-    consumer, writes, stop = FakeConsumer([[0, 1], [2, 3], [4]]), Writes(), asyncio.Event()
+async def test_batches_of_two_partitions_are_written_at_once_and_committed_in_order() -> None:
+    consumer, writes, stop = FakeConsumer([(0, [0, 1]), (1, [0, 1, 2]), (0, [2])]), Writes(), asyncio.Event()
     running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
-    await until(lambda: writes.started == [0, 2])
+    await until(lambda: writes.started == [(0, 0), (1, 0)])
     assert writes.most_at_once == 2
-    writes.finish(2)  # the second batch is stored first: nothing may be committed past the first
+    writes.finish((1, 0))  # the second batch is stored first: nothing may be committed past the first
     await asyncio.sleep(0.05)
-    assert consumer.commits == [] and writes.started == [0, 2]
-    writes.finish(0)
-    await until(lambda: consumer.commits == [2, 4] and writes.started == [0, 2, 4])
-    writes.finish(4)
-    await until(lambda: consumer.commits == [2, 4, 5])
+    assert consumer.commits == [] and len(writes.started) == 2
+    writes.finish((0, 0))
+    await until(lambda: consumer.commits == [{0: 2}, {1: 3}] and writes.started[-1] == (0, 2))
+    writes.finish((0, 2))
+    await until(lambda: consumer.commits == [{0: 2}, {1: 3}, {0: 3}])
+    stop.set()
+    await running
+
+
+async def test_two_batches_of_one_partition_are_written_one_after_the_other() -> None:
+    consumer, writes, stop = FakeConsumer([(0, [0]), (0, [1]), (1, [0])]), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 3).run(stop))  # room for all three
+    await until(lambda: writes.started == [(0, 0), (1, 0)])  # partition 1's batch goes past the second
+    await asyncio.sleep(0.05)
+    assert writes.started == [(0, 0), (1, 0)]
+    writes.finish((0, 0))
+    await until(lambda: writes.started == [(0, 0), (1, 0), (0, 1)])
+    writes.finish((1, 0))
+    writes.finish((0, 1))
+    await until(lambda: consumer.commits == [{0: 1}, {1: 1}, {0: 2}])
     stop.set()
     await running
 
 
 async def test_a_batch_left_unsettled_stops_every_later_commit() -> None:
-    consumer, writes, stop = FakeConsumer([[0, 1], [2, 3]]), Writes(), asyncio.Event()
+    consumer, writes, stop = FakeConsumer([(0, [0, 1]), (1, [0])]), Writes(), asyncio.Event()
     running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
-    await until(lambda: writes.started == [0, 2])
-    writes.finish(2)
+    await until(lambda: writes.started == [(0, 0), (1, 0)])
+    writes.finish((1, 0))
     stop.set()
-    writes.finish(0, settled=False)  # stopped while its write still failed
+    writes.finish((0, 0), settled=False)  # stopped while its write still failed
     await running
     assert consumer.commits == []
 
 
 async def test_stopping_settles_and_commits_the_batches_in_flight() -> None:
-    consumer, writes, stop = FakeConsumer([[0], [1]]), Writes(), asyncio.Event()
+    consumer, writes, stop = FakeConsumer([(0, [0]), (1, [0])]), Writes(), asyncio.Event()
     running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
-    await until(lambda: writes.started == [0, 1])
+    await until(lambda: writes.started == [(0, 0), (1, 0)])
     stop.set()
-    writes.finish(1)
-    writes.finish(0)
+    writes.finish((1, 0))
+    writes.finish((0, 0))
     await running
-    assert consumer.commits == [1, 2]
+    assert consumer.commits == [{0: 1}, {1: 1}]
 
 
 async def test_one_in_flight_writes_one_batch_at_a_time() -> None:
-    consumer, writes, stop = FakeConsumer([[0], [1], [2]]), Writes(), asyncio.Event()
+    consumer, writes, stop = FakeConsumer([(0, [0]), (1, [0]), (2, [0])]), Writes(), asyncio.Event()
     running = asyncio.create_task(loop_of(consumer, writes, 1).run(stop))
-    for first in (0, 1, 2):
-        await until(lambda first=first: writes.started[-1:] == [first])
+    for partition in (0, 1, 2):
+        await until(lambda partition=partition: writes.started[-1:] == [(partition, 0)])
         await asyncio.sleep(0.02)
         assert writes.running == 1
-        writes.finish(first)
-    await until(lambda: consumer.commits == [1, 2, 3])
+        writes.finish((partition, 0))
+    await until(lambda: consumer.commits == [{0: 1}, {1: 1}, {2: 1}])
     stop.set()
     await running
     assert writes.most_at_once == 1

@@ -290,7 +290,10 @@ class ConsumerSettings(_Section):
         default=2,
         ge=1,
         le=16,
-        description="Batches written at once (each its own statement and connection); committed in order.",
+        description=(
+            "Batches written at once (each its own statement and connection), committed in order;"
+            " PostgreSQL only (MongoDB writes one at a time)."
+        ),
     )
     fetch_timeout_ms: int = Field(default=500, ge=1)
     retry_initial_seconds: float = Field(default=0.2, gt=0)

@@ -36,7 +36,9 @@ class KafkaActivityConsumer:
     Each round: **fetch** a batch (``getmany``), **decode** every record into a Received message,
     **settle** it (``settle``: PersistActivities.execute, which stores and dead-letters), then **commit**
     the next offset of every partition in the batch and **record progress**. Up to ``batches_in_flight``
-    batches are settled at once (their writes overlap; each is one statement); they are committed in the
+    batches are settled at once (their writes overlap; each is one statement), never two holding records
+    of the same partition: a batch is fetched only from partitions no batch in flight holds, so each
+    partition is still written in offset order (MongoDB's counts rely on it). They are committed in the
     order they were fetched, each only once it and every batch before it is settled, so a commit never
     passes an unsettled record. A rebalance waits for every batch in hand to be committed first.
     """
@@ -82,13 +84,14 @@ class KafkaActivityConsumer:
         try:
             while not stop.is_set() and not self._stopped_unsettled:
                 # While batches are in flight, only what the consumer already holds is decoded.
-                fetched = await self._fetch(0 if self._in_flight else self._fetch_timeout_ms)
+                timeout = 0 if self._in_flight else self._fetch_timeout_ms
+                fetched = await self._fetch(timeout, self._free_partitions())
                 async with self._batch_lock:
                     # Fetched before a rebalance: what this consumer no longer owns is the new owner's to
                     # read from the last commit. The rest must be settled (its position moved).
                     fetched = fetched.only(self._consumer.assignment())
                     if fetched.records:
-                        while len(self._in_flight) >= self._depth and not self._stopped_unsettled:
+                        while self._must_wait(fetched):
                             await self._settle_oldest()
                         if self._stopped_unsettled:
                             break  # fetched, never settled nor committed: the next owner reads it again
@@ -142,9 +145,27 @@ class KafkaActivityConsumer:
         if self._on_batch is not None:
             self._on_batch(settled)
 
-    async def _fetch(self, timeout_ms: int) -> _Fetched:
+    def _busy(self) -> set[TopicPartition]:
+        return {tp for fetched, _ in self._in_flight for tp in fetched.by_partition}
+
+    def _free_partitions(self) -> tuple[TopicPartition, ...]:
+        """Where the next batch comes from: the partitions no batch in flight holds, when another batch
+        may start and there are some; else every assigned one (() for getmany), to decode ahead."""
+        if not self._in_flight or len(self._in_flight) >= self._depth:
+            return ()
+        busy = self._busy()
+        return tuple(tp for tp in self._consumer.assignment() if tp not in busy)
+
+    def _must_wait(self, fetched: _Fetched) -> bool:
+        """Whether ``fetched`` must wait for the oldest batch in flight: no room, or it holds records of
+        a partition a batch in flight holds (each partition is written in offset order)."""
+        if not self._in_flight or self._stopped_unsettled:
+            return False
+        return len(self._in_flight) >= self._depth or not self._busy().isdisjoint(fetched.by_partition)
+
+    async def _fetch(self, timeout_ms: int, partitions: tuple[TopicPartition, ...] = ()) -> _Fetched:
         return _Fetched.decode(
-            await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+            await self._consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=self._max_records)
         )
 
     async def _commit_and_record(self, next_offsets: dict[TopicPartition, int]) -> None:

@@ -90,6 +90,7 @@ async def open_postgres_store(
             erasures=PostgresErasureLog(pool),
             ping=ping,
             apply_retention=keep_everything,
+            batches_at_once=True,
         )
     finally:
         await pinger.close()
