@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -76,6 +77,8 @@ class Writes:
         self.running = 0
         self.most_at_once = 0
         self.started: list[tuple[int, int]] = []
+        self.settle_then: dict[tuple[int, int], Any] = {}
+        """What a write does once released, instead of returning (e.g. raise)."""
 
     async def settle(self, batch: Sequence[Received], stop: asyncio.Event) -> Settled | None:
         first = (batch[0].partition, batch[0].offset)
@@ -84,6 +87,8 @@ class Writes:
         self.most_at_once = max(self.most_at_once, self.running)
         try:
             await self.release.setdefault(first, asyncio.Event()).wait()
+            if first in self.settle_then:
+                await self.settle_then[first]()
         finally:
             self.running -= 1
         if not self.outcome.get(first, True):
@@ -178,3 +183,31 @@ async def test_one_in_flight_writes_one_batch_at_a_time() -> None:
     stop.set()
     await running
     assert writes.most_at_once == 1
+
+
+class Crash(BaseException):
+    """Stands for a crash inside a write: not an Exception, so nothing retries it."""
+
+
+async def test_a_write_that_crashes_ends_the_loop_commits_nothing_and_unwinds_the_other() -> None:
+    consumer, writes, stop = FakeConsumer([(0, [0]), (1, [0])]), Writes(), asyncio.Event()
+    still_running: list[int] = []
+
+    async def run() -> None:
+        try:
+            await loop_of(consumer, writes, 2).run(stop)
+        finally:  # as the loop returns, before anything else runs
+            still_running.append(writes.running)
+
+    running = asyncio.create_task(run())
+    await until(lambda: writes.started == [(0, 0), (1, 0)])
+
+    async def crash() -> None:
+        raise Crash
+
+    writes.settle_then[(0, 0)] = crash  # the oldest write crashes once released
+    writes.finish((0, 0))
+    with pytest.raises(Crash):
+        await running
+    assert consumer.commits == []
+    assert still_running == [0], "the other write was left running as the loop ended"

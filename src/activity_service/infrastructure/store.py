@@ -33,7 +33,7 @@ class Store:
     batches_at_once: bool = False
     """Whether the consumer may write several batches at once (CONSUMER_BATCHES_IN_FLIGHT): its counts
     stay exact only where concurrent writes to one count row are atomic. PostgreSQL: yes (one
-    transaction per batch, rows locked). MongoDB: one batch at a time: with two in flight on FerretDB,
-    the e2e counts test found an hour bucket 2 events short after consumer kills (1 run in 5), so two
-    updates of one count document are not safe there (its update is presumably a read, then a write).
-    """
+    transaction per batch, rows locked). MongoDB: one batch at a time: with two in flight on FerretDB
+    (never sharing a partition), the e2e counts test found an hour bucket 2 events short after consumer
+    kills, 1 run in 5. The cause is not pinned down; the suspect is two updates of one count document at
+    once, whose optimistic check names only each one's own partition."""

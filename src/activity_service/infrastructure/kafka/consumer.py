@@ -107,9 +107,11 @@ class KafkaActivityConsumer:
             async with self._batch_lock:
                 await self.finish_batches()
         finally:
-            for _, settling in self._in_flight:  # only left after an error: none may be committed now
-                settling.cancel()
+            left = [settling for _, settling in self._in_flight]  # only after an error: none is committed
             self._in_flight.clear()
+            for settling in left:
+                settling.cancel()
+            await asyncio.gather(*left, return_exceptions=True)  # unwound before the store closes
             await self.finish_commit()
 
     async def finish_batches(self) -> None:
@@ -135,7 +137,8 @@ class KafkaActivityConsumer:
         try:
             settled = await settling
         finally:
-            self._in_flight.popleft()
+            if self._in_flight and self._in_flight[0][1] is settling:  # not cleared by run's error path
+                self._in_flight.popleft()
         if settled is None or self._stopped_unsettled:
             self._stopped_unsettled = True
             return
@@ -249,8 +252,8 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._loop._batch_lock:  # the batches in hand are settled, then committed
             try:
                 await self._loop.finish_batches()
-            except Exception as exc:  # its events are stored: the next owner re-reads duplicates only
-                log.warning("the last batch was not committed before the rebalance: %s", exc)
+            except Exception as exc:  # what was not committed, the next owner reads from the last commit
+                log.warning("the batches in hand were not all committed before the rebalance: %s", exc)
             log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from activity_service.domain.activity import Activity, EventKey
 from activity_service.domain.delivery import LogPosition
@@ -22,7 +21,7 @@ from activity_service.domain.errors import QueryTimedOut, StoreUnavailable
 from activity_service.domain.ports import StoreOutcome
 from activity_service.domain.query import ActivityPage, ActivityQuery
 from activity_service.infrastructure.postgres.rows import SELECT, from_row
-from activity_service.infrastructure.postgres.writes import ERASE, PURGE, TENANTS, insert
+from activity_service.infrastructure.postgres.writes import ERASE, PURGE, TENANTS, Unencodable, insert
 
 ORDER = 'ORDER BY "timestamp" DESC, id DESC'
 PURGE_BATCH = 10_000
@@ -48,7 +47,7 @@ MATCHES_NOTHING = asyncpg.CharacterNotInRepertoireError
 READ_TIMED_OUT = (TimeoutError, asyncpg.QueryCanceledError)
 
 # A batch holding a value the database cannot store (e.g. a \u0000 in a string), or JSON cannot carry.
-UNSTORABLE = (asyncpg.DataError, orjson.JSONEncodeError)
+UNSTORABLE = (asyncpg.DataError, Unencodable)
 
 
 class PostgresActivityRepository:

@@ -82,8 +82,12 @@ async def insert(
     connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, activities: Sequence[Activity]
 ) -> tuple[int, list[EventKey]]:
     """Stores the batch (INSERT): how many it inserted, and which of the rest are conflicts.
-    asyncpg.DataError or orjson.JSONEncodeError: a value the database (or JSON) cannot hold."""
-    rows = await connection.fetch(INSERT, rows_json(activities))
+    asyncpg.DataError or Unencodable: a value the database (or JSON) cannot hold."""
+    try:
+        batch = rows_json(activities)
+    except TypeError as exc:  # orjson.JSONEncodeError: only this, not any TypeError of the driver
+        raise Unencodable(str(exc)) from exc
+    rows = await connection.fetch(INSERT, batch)
     inserted = {(r["tenant"], r["id"]): r["fingerprint"] for r in rows if r["inserted"]}
     stored = {(r["tenant"], r["id"]): r["fingerprint"] for r in rows if not r["inserted"]}
     # A fingerprinted duplicate of an event neither this statement nor its snapshot saw: another writer
@@ -98,6 +102,10 @@ async def insert(
         found = await connection.fetch(FINGERPRINTS, list(tenants), list(ids))
         stored.update({(r["tenant"], r["id"]): r["fingerprint"] for r in found})
     return len(inserted), conflicts_of(activities, inserted, stored)
+
+
+class Unencodable(ValueError):
+    """A batch holding a value JSON cannot carry (e.g. a lone surrogate in a string)."""
 
 
 def conflicts_of(
