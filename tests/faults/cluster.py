@@ -22,10 +22,12 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
-async def describe(bootstrap: str, topic: str, attempts: int = 5) -> dict[int, PartitionState]:
-    """Each partition's leader and in-sync replicas. The admin client asks a random broker, which may be
-    the one just killed: then it asks again."""
-    for attempt in range(attempts):
+async def describe(bootstrap: str, topic: str, within: float = 15) -> dict[int, PartitionState]:
+    """Each partition's leader and in-sync replicas. The admin client asks one broker of the metadata,
+    which may be the one just killed: the cluster lists it until its session times out (3 s), and five
+    quick attempts all met it once in CI. So it asks again for up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
@@ -33,12 +35,11 @@ async def describe(bootstrap: str, topic: str, attempts: int = 5) -> dict[int, P
             partitions = description["partitions"]
             return {p["partition"]: PartitionState(p["leader"], tuple(sorted(p["isr"]))) for p in partitions}
         except Exception:
-            if attempt == attempts - 1:
+            if time.monotonic() >= deadline:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
         finally:
             await admin.close()
-    raise AssertionError("unreachable")
 
 
 async def broker_ids(bootstrap: str) -> list[int]:
