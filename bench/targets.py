@@ -8,7 +8,6 @@ creates its schema in it, by its migrations) and dropped at the end of the run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
+from tests.postgres import drop_database
 
 from activity_service.infrastructure.settings import MongoSettings, PostgresSettings, Settings
 
@@ -60,29 +60,10 @@ async def create_database(dsn: str, database: str) -> None:
     """A fresh, empty database (the service migrates its schema into it at start-up)."""
     connection = await asyncpg.connect(dsn, timeout=10)
     try:
-        await _drop(connection, database)
+        await drop_database(connection, database)
         await connection.execute(f'CREATE DATABASE "{database}"')
     finally:
         await connection.close()
-
-
-async def _drop(connection: asyncpg.Connection, database: str) -> None:
-    """Drops ``database``, ending the bench's own sessions still in it (FORCE). FORCE may not end an
-    autovacuum worker (it belongs to the server's superuser), but a plain DROP DATABASE stops those
-    itself, so that is tried next, a few times while sessions are still leaving."""
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        return
-    except asyncpg.InsufficientPrivilegeError:
-        pass
-    for attempt in range(20):
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{database}"')
-            return
-        except asyncpg.ObjectInUseError:
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def drop_pg_databases(dsn: str, prefix: str) -> list[str]:
@@ -92,7 +73,7 @@ async def drop_pg_databases(dsn: str, prefix: str) -> list[str]:
         rows = await connection.fetch(sql, prefix)
         names = [r["datname"] for r in rows]
         for name in names:
-            await _drop(connection, name)
+            await drop_database(connection, name)
     finally:
         await connection.close()
     return names

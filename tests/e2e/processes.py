@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from tests.conftest import Stack
-from tests.postgres import with_database
+from tests.postgres import drop_database, with_database
 from tests.stored import MongoView, PostgresView, StoredView
 
 CLI = str(Path(sys.executable).with_name("activity-service"))
@@ -233,6 +233,6 @@ async def forget(stack: Stack, name: str) -> None:
         await client.close()
     postgres = await asyncpg.connect(stack.postgres_dsn)
     try:
-        await postgres.execute(f'DROP DATABASE IF EXISTS "{name.lower()}" WITH (FORCE)')
+        await drop_database(postgres, name.lower())
     finally:
         await postgres.close()
