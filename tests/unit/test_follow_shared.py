@@ -3,13 +3,14 @@ against the erasures once for all of them, and again when this process noted an 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 
 from activity_service.application.erase_users import LiveErasures
 from activity_service.application.follow_activities import FollowActivities
 from activity_service.domain.activity import Activity
-from activity_service.domain.erasure import Erasure
+from activity_service.domain.erasure import Erasure, UserKey
 from activity_service.domain.feed import Cursor, FeedBatch, FeedEntry, FeedFilter
 from tests.fakes import FixedClock, InMemoryErasureLog
 
@@ -48,3 +49,37 @@ async def test_an_erasure_noted_between_two_followers_of_one_batch_reaches_the_s
     assert await _second(follow) == ["u1", "u2"]  # the shared answer
     live.note(Erasure(id="x1", tenant="default", user_id="u1", requested_at=RECEIVED + timedelta(hours=1)))
     assert await _second(follow) == ["u2"], "the erasure noted since must not be missed by a reused answer"
+
+
+class SlowErasureLog(InMemoryErasureLog):
+    """Holds every lookup until released, counting them: followers woken together reach the batch while
+    the first one's lookup is still out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        self.release = asyncio.Event()
+
+    async def erased_before(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
+        self.lookups += 1
+        await self.release.wait()
+        return await super().erased_before(users)
+
+
+async def test_followers_reaching_a_batch_while_it_is_checked_wait_for_that_one_check() -> None:
+    erasures = SlowErasureLog()
+    await erasures.add(
+        Erasure(id="x1", tenant="default", user_id="u1", requested_at=RECEIVED + timedelta(hours=1))
+    )
+    follow = FollowActivities(
+        SharedFeed(FeedBatch([_entry("u1", 0), _entry("u2", 1)], {0: 2})),
+        LiveErasures(erasures, FixedClock()),
+    )
+    leaving = asyncio.create_task(_second(follow))
+    followers = [asyncio.create_task(_second(follow)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    leaving.cancel()  # a follower that leaves mid-check must not cancel it for the others
+    await asyncio.sleep(0.01)
+    erasures.release.set()
+    assert [await f for f in followers] == [["u2"]] * 3
+    assert erasures.lookups == 1, "every follower woken by one hand-over asked the erasure log itself"
