@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 
@@ -96,7 +97,7 @@ async def test_every_file_the_page_loads_is_served_from_the_package_without_a_ke
     parsed = Page()
     async with serve(fakes, key=None) as anonymous:
         parsed.feed((await anonymous.get("/explorer")).text)
-        files = [a for a in parsed.assets if not a.startswith("data:")]
+        files = [urljoin("/explorer", a) for a in parsed.assets if not a.startswith("data:")]
         modules = [f"/explorer/static/{m}" for m in _imported_modules()]
         assert files and set(modules) - set(files), "the page loads its script, which imports the others"
         for path in [*files, *modules]:

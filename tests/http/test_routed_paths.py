@@ -4,13 +4,17 @@ the root. (Served with ``uvicorn --root-path``: tests/e2e/test_security.py.)"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from activity_service.interfaces.http import explorer
 from activity_service.interfaces.http.app import create_app
 from tests.http.conftest import FULL_KEY, PEER, READER_KEY, Fakes, bearer, settings
 
@@ -82,3 +86,24 @@ async def test_protected_docs_need_a_key_but_the_bundle_s_static_files_stay_open
             assert (await http.get(path, headers=bearer(READER_KEY))).status_code == 200, path
         assert (await http.get("/svc/docs/static/swagger-ui.css")).status_code == 200
         assert (await http.get("/svc/explorer")).status_code == 200  # static, no data: open like the bundle
+
+
+async def test_the_docs_and_explorer_pages_load_their_files_and_the_api_under_the_prefix(
+    fakes: Fakes,
+) -> None:
+    """A page that named its files from the root (/docs/static/..., /api/...) would load nothing behind
+    a proxy that serves the app under a prefix: each name must resolve, against the page's URL, to a
+    path under the prefix that answers."""
+    async with mounted(fakes, "/svc") as http:
+        for page in ("/svc/docs", "/svc/explorer"):
+            html = (await http.get(page)).text
+            named = re.findall(r'(?:src|href)="([^"#][^"]*)"', html) + re.findall(r"url: '([^']+)'", html)
+            named = [n for n in named if not n.startswith("data:")]
+            assert named, page
+            for name in named:
+                path = urljoin(page, name)
+                assert path.startswith("/svc/"), (page, name)
+                assert (await http.get(path)).status_code == 200, (page, name, path)
+    scripts = (Path(explorer.__file__).parent / "static").glob("*.js")
+    rooted = [(s.name, m) for s in scripts for m in re.findall(r'"(/api/[^"]*)"', s.read_text())]
+    assert rooted == [], "the explorer's calls must be relative to the page, or they miss the prefix"

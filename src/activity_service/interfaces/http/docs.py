@@ -22,6 +22,9 @@ from activity_service.interfaces.http.security.auth import document, key_require
 
 STATIC = "/docs/static"
 OPENAPI = "/openapi.json"
+# The page names its files and the document relative to its own URL (/docs), so it works when the app is
+# served under a path prefix (a proxy's, or mounted in another app) as well as at the root.
+_FROM_PAGE = {"static": STATIC.removeprefix("/"), "openapi": OPENAPI.removeprefix("/")}
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -29,11 +32,11 @@ def install(app: FastAPI, protect: bool = False) -> None:
     """Serves /docs and /openapi.json; create the app with ``openapi_url=None`` so these are the only ones."""
     app.mount(STATIC, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
     page = get_swagger_ui_html(
-        openapi_url=OPENAPI,
+        openapi_url=_FROM_PAGE["openapi"],
         title=f"{app.title} - API docs",
-        swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
-        swagger_css_url=f"{STATIC}/swagger-ui.css",
-        swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
+        swagger_js_url=f"{_FROM_PAGE['static']}/swagger-ui-bundle.js",
+        swagger_css_url=f"{_FROM_PAGE['static']}/swagger-ui.css",
+        swagger_favicon_url=f"{_FROM_PAGE['static']}/favicon-32x32.png",
         swagger_ui_parameters={"validatorUrl": None},  # no call to the public validator
     )
     headers = {"Content-Security-Policy": docs_csp(bytes(page.body).decode())}

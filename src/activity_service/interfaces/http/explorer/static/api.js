@@ -1,5 +1,7 @@
 // Calls to the API. The key travels in the Authorization header only: never in a URL, never in a cookie.
 // Every error becomes an ApiError carrying what the problem+json answer said (title, detail, errors[]).
+// Paths are relative ("api/activities"): they resolve against the page's URL, so the page works when the
+// app is served under a path prefix (a proxy's, or mounted in another app) as well as at the root.
 
 export class ApiError extends Error {
   constructor(status, { title, detail = null, errors = [], retryAfter = null }) {

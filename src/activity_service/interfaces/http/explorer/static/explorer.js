@@ -237,7 +237,7 @@ async function loadPage() {
   pagerButtons(true);
   $("page-status").textContent = `Loading page ${state.cursors.length}…`;
   try {
-    const answer = await getJson("/api/activities", params, state.key, controller.signal);
+    const answer = await getJson("api/activities", params, state.key, controller.signal);
     table.tBodies[0].replaceChildren(...answer.data.map(activityRow));
     $("empty").hidden = answer.data.length > 0;
     state.nextCursor = answer.nextCursor;
@@ -318,7 +318,7 @@ async function loadChart() {
   const area = $("chart");
   area.setAttribute("aria-busy", "true");
   try {
-    const stats = await getJson("/api/activities/stats", params, state.key, controller.signal);
+    const stats = await getJson("api/activities/stats", params, state.key, controller.signal);
     const sum = total(stats);
     const peak = stats.buckets.reduce((best, bucket) => (bucket.total > best.total ? bucket : best), { total: 0 });
     const per = stats.interval;

@@ -5,7 +5,7 @@
 
 import { headers, problemOf, send, url } from "./api.js";
 
-const STREAM = "/api/activities/stream";
+const STREAM = "api/activities/stream"; // relative, as every path in api.js
 const SILENCE_MS = 45_000; // three missed 15 s heartbeats: the connection is dead even if no error said so
 const MAX_DELAY_MS = 30_000;
 
