@@ -252,6 +252,8 @@ def _time_problems(errors: list[FieldError], a: Activity) -> None:
 
 
 def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -> None:
+    if value.isascii() and 0 < len(value) <= limit and value.isprintable() and not value.isspace():
+        return  # the common case, in C: printable ASCII holds no NUL, control, invisible or mark
     if not value or value.isspace():
         errors.append(FieldError(name, "must be a non-empty string"))
     elif len(value) > limit:
