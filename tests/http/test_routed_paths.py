@@ -107,3 +107,14 @@ async def test_the_docs_and_explorer_pages_load_their_files_and_the_api_under_th
     scripts = (Path(explorer.__file__).parent / "static").glob("*.js")
     rooted = [(s.name, m) for s in scripts for m in re.findall(r'"(/api/[^"]*)"', s.read_text())]
     assert rooted == [], "the explorer's calls must be relative to the page, or they miss the prefix"
+
+
+async def test_try_it_out_calls_the_api_under_the_prefix_not_the_origin_s_root(fakes: Fakes) -> None:
+    """Swagger UI sends each request to the document's first server, resolved against the document's
+    URL; with none it calls the origin's root, and the key pasted into the page goes to another app."""
+    async with mounted(fakes, "/svc") as http:
+        schema = (await http.get("/svc/openapi.json")).json()
+        server = urljoin("http://host/svc/openapi.json", schema["servers"][0]["url"]).rstrip("/")
+        assert server == "http://host/svc"
+        listed = await http.get(urljoin(server + "/", "api/activities").removeprefix("http://host"))
+        assert listed.status_code == 401  # the API's own answer: it is there, and wants the key

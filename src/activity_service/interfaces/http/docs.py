@@ -48,6 +48,10 @@ def install(app: FastAPI, protect: bool = False) -> None:
             schema = app.openapi()  # cached by FastAPI: these edits happen once
             document(schema)
             errors_are_problems(schema)
+            # "Try it out" calls the API beside this document (a relative server resolves against the
+            # document's URL): without it, Swagger UI calls the origin's root, so under a path prefix
+            # the key pasted into the page would go to whatever app answers there
+            schema["servers"] = [{"url": "."}]
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=guard)
