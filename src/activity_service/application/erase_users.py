@@ -61,7 +61,8 @@ class LiveErasures:
                 found = await self._erasures.erased_before(stale)
                 checked = self._clock.now()
                 for user in stale:
-                    self._known[user] = (checked, found.get(user))
+                    # an erasure noted while the lookup ran is newer than the lookup's answer can be
+                    self._known[user] = (checked, _later(found.get(user), self._known_erased(user)))
             return self._answer(users)  # no await since the check: every user is known
 
     async def not_erased(self, activities: Sequence[Activity]) -> list[int]:
@@ -74,8 +75,11 @@ class LiveErasures:
     def note(self, erasure: Erasure) -> None:
         self.noted += 1
         user = (erasure.tenant, erasure.user_id)
-        known = self._known.get(user, (None, None))[1]
-        self._known[user] = (self._clock.now(), max(erasure.requested_at, known or erasure.requested_at))
+        self._known[user] = (self._clock.now(), _later(erasure.requested_at, self._known_erased(user)))
+
+    def _known_erased(self, user: UserKey) -> datetime | None:
+        known = self._known.get(user)
+        return None if known is None else known[1]
 
     def _answer(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
         latest = {}
@@ -91,6 +95,12 @@ class LiveErasures:
     def _stale(self, users: Collection[UserKey]) -> list[UserKey]:
         fresh_since = self._clock.now() - self._fresh_for
         return [u for u in users if (known := self._known.get(u)) is None or known[0] <= fresh_since]
+
+
+def _later(one: datetime | None, other: datetime | None) -> datetime | None:
+    if one is None or other is None:
+        return one or other
+    return max(one, other)
 
 
 class RequestErasure:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,7 +28,7 @@ class FollowActivities:
     def __init__(self, feed: ActivityFeed, erased: LiveErasures) -> None:
         self._feed = feed
         self._erased = erased
-        self._last: tuple[FeedBatch, int, asyncio.Future[FeedBatch]] | None = None
+        self._last: tuple[FeedBatch, int, asyncio.Task[FeedBatch]] | None = None
         """The last batch checked, the erasures noted then, and the check (what is kept of the batch):
         followers that share the feed's position get the same batch object one after the other, so the
         check is made once for all of them (again if this process noted an erasure meanwhile). It is
@@ -46,14 +47,8 @@ class FollowActivities:
                     first = False
                     yield batch
                     continue
-                last = self._last
-                if last is None or last[0] is not batch or last[1] != self._erased.noted:
-                    check = asyncio.ensure_future(self._kept(batch))
-                    check.add_done_callback(_retrieved)
-                    last = self._last = (batch, self._erased.noted, check)
                 try:
-                    # shielded: a follower that leaves mid-check does not cancel it for the others
-                    kept = last[2].result() if last[2].done() else await asyncio.shield(last[2])
+                    kept = await self._checked(batch)
                 except StoreUnavailable:
                     if first:
                         raise  # nothing sent yet: the follower is told to retry (503)
@@ -64,15 +59,37 @@ class FollowActivities:
         finally:
             await batches.aclose()  # type: ignore[attr-defined]
 
+    async def _checked(self, batch: FeedBatch) -> FeedBatch:
+        """The batch without what an erasure covers, checked once for every follower that reaches it."""
+        while True:
+            last = self._last
+            if last is None or last[0] is not batch or last[1] != self._erased.noted:
+                # a context of its own: the check's logs and traces are no one follower's request
+                loop = asyncio.get_running_loop()
+                check = loop.create_task(self._kept(batch), context=contextvars.Context())
+                check.add_done_callback(self._settled)
+                last = self._last = (batch, self._erased.noted, check)
+            check = last[2]
+            try:
+                # shielded: a follower that leaves mid-check does not cancel it for the others
+                return check.result() if check.done() else await asyncio.shield(check)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not check.cancelled() or (current is not None and current.cancelling()):
+                    raise  # this follower is leaving
+                self._settled(check)  # the check was cancelled, not this follower: check again
+
+    def _settled(self, check: asyncio.Future[FeedBatch]) -> None:
+        """A check that failed or was cancelled is not reused: the next follower to reach the batch
+        checks again, so one store blip ends only the streams that were waiting on it. Its error is each
+        waiting follower's to handle; when every one of them left first, it is dropped here rather than
+        logged as never retrieved."""
+        if check.cancelled() or check.exception() is not None:
+            if self._last is not None and self._last[2] is check:
+                self._last = None
+
     async def _kept(self, batch: FeedBatch) -> FeedBatch:
         kept = await self._erased.not_erased([entry.activity for entry in batch.entries])
         if len(kept) == len(batch.entries):
             return batch
         return FeedBatch([batch.entries[i] for i in kept], batch.cursor)
-
-
-def _retrieved(check: asyncio.Future[FeedBatch]) -> None:
-    """Its error is each follower's to handle; when every one of them left first, it is dropped here
-    rather than logged as never retrieved."""
-    if not check.cancelled():
-        check.exception()
