@@ -1,6 +1,7 @@
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from enum import IntEnum
 
 import pytest
 
@@ -26,6 +27,10 @@ def record(**overrides: object) -> Activity:
 
 def fields_of(exc: pytest.ExceptionInfo[InvalidActivity]) -> set[str]:
     return {e.field for e in exc.value.errors}
+
+
+class _Huge(IntEnum):
+    VALUE = 2**64
 
 
 def test_timestamp_defaults_to_time_received() -> None:
@@ -128,6 +133,7 @@ def test_metadata_may_hold_any_json() -> None:
         {"k" * 257: 1},
         {"bytes": b"x"},
         {"tuple": (1, 2)},
+        {"enum": _Huge.VALUE},  # an int subclass: `in range(...)` would scan 2**63 values for it
         {1: "not a str key"},
         {"x\x00": 1},
         {" ": 1, "a$": 1},
@@ -190,6 +196,8 @@ def test_a_trace_id_is_32_lowercase_hex_digits() -> None:
         ({"timestamp": datetime(1, 1, 2, tzinfo=UTC), "sent_at": datetime(9999, 1, 1, tzinfo=UTC)}, "sentAt"),
         ({"ip_address": 12345}, "ipAddress"),
         ({"trace_id": 5}, "traceId"),
+        ({"user_id": 0}, "userId"),  # not from JSON (the schemas give a str), but Activity is public
+        ({"action": 7}, "action"),
     ],
 )
 def test_values_outside_what_can_be_represented_are_invalid_not_crashes(

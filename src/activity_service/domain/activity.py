@@ -252,9 +252,10 @@ def _time_problems(errors: list[FieldError], a: Activity) -> None:
 
 
 def _text_problem(errors: list[FieldError], name: str, value: str, limit: int) -> None:
-    if value.isascii() and 0 < len(value) <= limit and value.isprintable() and not value.isspace():
-        return  # the common case, in C: printable ASCII holds no NUL, control, invisible or mark
-    if not value or value.isspace():
+    if type(value) is str and value.isascii() and 0 < len(value) <= limit and value.isprintable():
+        if not value.isspace():
+            return  # the common case, in C: printable ASCII holds no NUL, control, invisible or mark
+    if not isinstance(value, str) or not value or value.isspace():
         errors.append(FieldError(name, "must be a non-empty string"))
     elif len(value) > limit:
         errors.append(FieldError(name, f"must be at most {limit} characters"))

@@ -14,7 +14,6 @@ from activity_service.domain.errors import FieldError
 
 MAX_METADATA_DEPTH = 8
 MAX_METADATA_KEY_LENGTH = 256
-_INT64 = range(-(2**63), 2**63)
 
 
 def metadata_problems(metadata: object) -> list[FieldError]:
@@ -93,7 +92,7 @@ def _walk(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
     elif isinstance(value, bool) or value is None or isinstance(value, float):
         return
     elif isinstance(value, int):
-        if value not in _INT64:
+        if not -(2**63) <= value < 2**63:  # not `in range(...)`: an int subclass makes that a scan
             errors.append(FieldError(path, "integers must fit in 64 bits"))
     else:
         errors.append(FieldError(path, f"is not a JSON value ({type(value).__name__})"))
