@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from activity_service.domain.activity import Activity
 from activity_service.domain.delivery import PartitionProgress, Received, Settled
 from activity_service.infrastructure.kafka.codec import encode
-from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer
+from activity_service.infrastructure.kafka.consumer import KafkaActivityConsumer, _Fetched
 
 
 def tp(partition: int) -> TopicPartition:
@@ -211,3 +211,91 @@ async def test_a_write_that_crashes_ends_the_loop_commits_nothing_and_unwinds_th
         await running
     assert consumer.commits == []
     assert still_running == [0], "the other write was left running as the loop ended"
+
+
+class OneFetchHoldsAll(FakeConsumer):
+    """As the broker's client does when the topic is backed up: one getmany returns records of every
+    partition it asks for, up to max_records in all, each partition's in offset order."""
+
+    def __init__(self, backlog: dict[int, int]) -> None:
+        super().__init__([(p, list(range(n))) for p, n in backlog.items()])
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[Any]]:
+        got: dict[TopicPartition, list[Any]] = {}
+        for where, records in self._batches:
+            if (not partitions or where in partitions) and records and max_records > 0:
+                got[where], records[:] = records[:max_records], records[max_records:]
+                max_records -= len(got[where])
+        if not got:
+            await asyncio.sleep(min(timeout_ms, 10) / 1000)
+        return got
+
+
+async def test_a_fetch_holding_several_partitions_is_split_into_batches_written_at_once() -> None:
+    """Written as one batch, a fetch holding records of every partition leaves none free for a second
+    batch beside it: nothing would overlap."""
+    consumer, writes, stop = OneFetchHoldsAll({0: 300, 1: 300}), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
+    await until(lambda: len(writes.started) == 2)  # one fetch: 300 of partition 0, 200 of partition 1
+    assert sorted(writes.started) == [(0, 0), (1, 0)] and writes.most_at_once == 2
+    writes.finish((1, 0))
+    await asyncio.sleep(0.05)
+    assert consumer.commits == [], "committed past a batch still in flight"
+    writes.finish((0, 0))
+    await until(lambda: consumer.commits[:2] == [{0: 300}, {1: 200}])
+    await until(lambda: (1, 200) in writes.started)
+    writes.finish((1, 200))
+    await until(lambda: len(consumer.commits) == 3)
+    stop.set()
+    await running
+
+
+async def test_the_batch_decoded_ahead_comes_from_a_free_partition_and_starts_with_the_next_slot() -> None:
+    consumer, writes, stop = OneFetchHoldsAll({0: 300, 1: 300, 2: 300}), Writes(), asyncio.Event()
+    running = asyncio.create_task(loop_of(consumer, writes, 2).run(stop))
+    await until(lambda: len(writes.started) == 2)  # partition 0's 300 and 200 of partition 1's
+    await asyncio.sleep(0.05)  # the next fetch is decoded ahead meanwhile
+    writes.finish((0, 0))
+    await until(lambda: len(writes.started) == 3)
+    assert writes.started[2] == (2, 0), "the batch decoded ahead held a partition still in flight"
+    assert writes.running == 2
+    for first in [(1, 0), (2, 0)]:
+        writes.finish(first)
+    await until(lambda: (1, 200) in writes.started)
+    writes.finish((1, 200))
+    await until(lambda: sum(len(c) for c in consumer.commits) == 4)
+    stop.set()
+    await running
+
+
+def _fetched(backlog: dict[int, int]) -> _Fetched:
+    return _Fetched.decode({tp(p): [record(p, o) for o in range(n)] for p, n in backlog.items()})
+
+
+@pytest.mark.parametrize(
+    ("backlog", "parts", "max_records"),
+    [
+        ({0: 300, 1: 300, 2: 200, 3: 200}, 2, 500),
+        ({0: 900, 1: 100}, 2, 500),  # one partition's records span consecutive batches
+        ({0: 10, 1: 10, 2: 10}, 4, 500),  # more room than partitions
+        ({0: 700}, 1, 500),
+        ({0: 3, 1: 4}, 1, 500),  # one in flight: the fetch is the batch
+    ],
+)
+def test_split_batches_hold_every_record_once_in_order_and_fit(
+    backlog: dict[int, int], parts: int, max_records: int
+) -> None:
+    batches = _fetched(backlog).split(parts, max_records)
+    assert all(0 < len(b.records) <= max_records for b in batches)
+    for p, n in backlog.items():
+        offsets = [r.offset for b in batches for r in b.by_partition.get(tp(p), [])]
+        assert offsets == list(range(n)), "a record lost, repeated or out of its partition's order"
+        assert [m.offset for b in batches for m in b.messages if m.partition == p] == offsets
+    for b in batches:
+        assert [(m.partition, m.offset) for m in b.messages] == [(r.partition, r.offset) for r in b.records]
+        assert set(b.last_received) == set(b.by_partition)
+    whole = {tp(p) for p in backlog}
+    if parts > 1 and len(backlog) > 1:
+        assert len(batches) >= 2 and all(set(b.by_partition) != whole for b in batches)

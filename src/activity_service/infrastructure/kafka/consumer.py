@@ -27,6 +27,8 @@ from activity_service.infrastructure.observability.consumer import BatchTelemetr
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord  # aiokafka ships no type hints
+DECODE_SLICE = 50
+"""Records decoded between two turns of the event loop (about 1 ms of CPU)."""
 Settle = Callable[[Sequence[Received], asyncio.Event], Coroutine[Any, Any, Settled | None]]
 
 
@@ -91,12 +93,15 @@ class KafkaActivityConsumer:
                     # read from the last commit. The rest must be settled (its position moved).
                     fetched = fetched.only(self._consumer.assignment())
                     if fetched.records:
-                        while self._must_wait(fetched):
-                            await self._settle_oldest()
+                        for batch in fetched.split(self._depth, self._max_records):
+                            while self._must_wait(batch):
+                                await self._settle_oldest()
+                            if self._stopped_unsettled:
+                                break  # fetched, never settled nor committed: the next owner reads it again
+                            self._in_flight.append((batch, asyncio.create_task(self._settled(batch, stop))))
+                            await asyncio.sleep(0)  # the write goes out before decoding (CPU) holds the loop
                         if self._stopped_unsettled:
-                            break  # fetched, never settled nor committed: the next owner reads it again
-                        self._in_flight.append((fetched, asyncio.create_task(self._settled(fetched, stop))))
-                        await asyncio.sleep(0)  # let the write go out before decoding (CPU) holds the loop
+                            break
                     elif self._in_flight:
                         await self._settle_oldest()
                     else:
@@ -152,9 +157,12 @@ class KafkaActivityConsumer:
         return {tp for fetched, _ in self._in_flight for tp in fetched.by_partition}
 
     def _free_partitions(self) -> tuple[TopicPartition, ...]:
-        """Where the next batch comes from: the partitions no batch in flight holds, when another batch
-        may start and there are some; else every assigned one (() for getmany), to decode ahead."""
-        if not self._in_flight or len(self._in_flight) >= self._depth:
+        """Where the next batch comes from: the partitions no batch in flight holds, when there are
+        some; else every assigned one (() for getmany). Also while no batch may start yet: the batch
+        decoded ahead then starts once the oldest batch in flight is settled, not only once every one
+        holding its partitions is (a backed-up topic's fetch holds one partition: measured on a drain,
+        two batches were in flight 56% of the time when decoding ahead from any partition, 74% so)."""
+        if not self._in_flight:
             return ()
         busy = self._busy()
         return tuple(tp for tp in self._consumer.assignment() if tp not in busy)
@@ -167,9 +175,20 @@ class KafkaActivityConsumer:
         return len(self._in_flight) >= self._depth or not self._busy().isdisjoint(fetched.by_partition)
 
     async def _fetch(self, timeout_ms: int, partitions: tuple[TopicPartition, ...] = ()) -> _Fetched:
-        return _Fetched.decode(
-            await self._consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=self._max_records)
+        """The next batch, decoded a slice at a time: decoding is CPU, and meanwhile the batches in
+        flight wait on the event loop for each answer of the database (held for a whole batch's
+        decoding, a batch's first statement took 10 ms instead of 1 and the drain ran at 2/3 speed)."""
+        fetched = _Fetched({}, [], [], {})
+        by_partition = await self._consumer.getmany(
+            *partitions, timeout_ms=timeout_ms, max_records=self._max_records
         )
+        for tp, records in by_partition.items():
+            for start in range(0, len(records), DECODE_SLICE):
+                if start or fetched.records:
+                    await asyncio.sleep(0)
+                for record in records[start : start + DECODE_SLICE]:
+                    fetched._add(tp, record, _received(record))
+        return fetched
 
     async def _commit_and_record(self, next_offsets: dict[TopicPartition, int]) -> None:
         await self._commit(next_offsets)
@@ -198,20 +217,52 @@ class _Fetched:
 
     @classmethod
     def decode(cls, by_partition: dict[TopicPartition, list[Record]]) -> _Fetched:
-        by_partition = {tp: records for tp, records in by_partition.items() if records}
-        fetched = cls(by_partition, [], [], {})
+        fetched = cls({}, [], [], {})
         for tp, records in by_partition.items():
-            latest: datetime | None = None
             for record in records:
-                fetched.records.append(record)
-                message = _received(record)
-                fetched.messages.append(message)
-                activity = message.activity
-                if activity is not None and (latest is None or activity.received_at > latest):
-                    latest = activity.received_at
-            if latest is not None:
-                fetched.last_received[tp] = latest
+                fetched._add(tp, record, _received(record))
         return fetched
+
+    def _add(self, tp: TopicPartition, record: Record, message: Received) -> None:
+        """Records are added partition after partition, each in offset order: ``messages`` holds each
+        partition's messages in one run, in the order of ``by_partition``."""
+        self.by_partition.setdefault(tp, []).append(record)
+        self.records.append(record)
+        self.messages.append(message)
+        if message.activity is not None:
+            seen = self.last_received.get(tp)
+            if seen is None or message.activity.received_at > seen:
+                self.last_received[tp] = message.activity.received_at
+
+    def split(self, parts: int, max_records: int) -> list[_Fetched]:
+        """Batches of at most ``max_records``, holding disjoint partitions where they can (up to
+        ``parts`` of them, so that many may be written at once), each partition's records in order.
+        A partition with more records than fit in one batch spans consecutive batches; those are
+        written one after the other (no two batches in flight hold the same partition)."""
+        if len(self.records) <= max_records and (parts == 1 or len(self.by_partition) == 1):
+            return [self]
+        groups: list[list[TopicPartition]] = [[] for _ in range(min(parts, len(self.by_partition)))]
+        sizes = [0] * len(groups)
+        for tp in sorted(self.by_partition, key=lambda tp: -len(self.by_partition[tp])):
+            least = sizes.index(min(sizes))  # the largest partitions first, each to the smallest group
+            groups[least].append(tp)
+            sizes[least] += len(self.by_partition[tp])
+        first: dict[TopicPartition, int] = {}  # where each partition's run of messages starts
+        start = 0
+        for tp, records in self.by_partition.items():
+            first[tp], start = start, start + len(records)
+        batches: list[_Fetched] = []
+        for group in groups:
+            batch = _Fetched({}, [], [], {})
+            for tp in group:
+                start = first[tp]
+                for i, record in enumerate(self.by_partition[tp]):
+                    if len(batch.records) == max_records:
+                        batches.append(batch)
+                        batch = _Fetched({}, [], [], {})
+                    batch._add(tp, record, self.messages[start + i])
+            batches.append(batch)
+        return batches
 
     def only(self, assigned: set[TopicPartition]) -> _Fetched:
         if all(tp in assigned for tp in self.by_partition):
