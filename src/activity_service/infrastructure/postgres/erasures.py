@@ -11,13 +11,17 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import asyncpg
+import orjson
 
 from activity_service.domain.erasure import Erasure, ErasureStatus, UserKey
 from activity_service.domain.errors import StoreUnavailable
 from activity_service.infrastructure.postgres.repository import MATCHES_NOTHING, UNAVAILABLE
 
 FIELDS = "id, tenant, user_id, requested_at, status, removed, finished_at, generation"
-USERS = "(tenant, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+# The users as one JSON parameter ([[tenant, user_id], ...]), not two text arrays: asyncpg checks every
+# array element against collections.abc types, which for a batch's 400 users cost 497 µs of the
+# consumer's CPU a lookup against 176 µs as JSON (and the consumer makes two lookups a batch).
+USERS = "(tenant, user_id) IN (SELECT u->>0, u->>1 FROM json_array_elements($1::json) AS u)"
 # Oldest first; in READ COMMITTED a row another claim took meanwhile is re-checked against the lease
 # after its lock (and then not taken), so two claims never hold one erasure.
 CLAIM = (
@@ -84,13 +88,11 @@ class PostgresErasureLog:
     async def erased_before(self, users: Collection[UserKey]) -> dict[UserKey, datetime]:
         if not users:
             return {}
-        tenants, user_ids = zip(*users, strict=True)
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
                 f"SELECT tenant, user_id, max(requested_at) AS latest FROM erasures WHERE {USERS}"
                 " GROUP BY tenant, user_id",
-                list(tenants),
-                list(user_ids),
+                _users(users),
             )
         return {(r["tenant"], r["user_id"]): r["latest"] for r in rows}
 
@@ -108,9 +110,12 @@ class PostgresErasureLog:
 
     async def raced(self, users: Collection[UserKey]) -> None:
         if users:
-            tenants, user_ids = zip(*users, strict=True)
             async with self._pool.acquire() as connection:
-                await connection.execute(RACED, list(tenants), list(user_ids))
+                await connection.execute(RACED, _users(users))
+
+
+def _users(users: Collection[UserKey]) -> str:
+    return orjson.dumps(list(users)).decode()
 
 
 def _erasure(row: asyncpg.Record) -> Erasure:
