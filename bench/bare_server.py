@@ -24,6 +24,7 @@ import orjson
 from fastapi import FastAPI
 
 from activity_service.infrastructure.settings import Settings
+from activity_service.interfaces.collector import tune_gc
 from activity_service.interfaces.http.schemas.ingest import (
     _ITEM,
     Accepted,
@@ -31,7 +32,7 @@ from activity_service.interfaces.http.schemas.ingest import (
     BatchAccepted,
     BatchIn,
 )
-from activity_service.interfaces.http.server import tune_gc, uvicorn_config
+from activity_service.interfaces.http.server import uvicorn_config
 from activity_service.interfaces.http.strict_json import StrictJsonRoute
 
 FIXED_ID = "0195f0c0-0000-7000-8000-000000000000"  # as long as the service's UUIDv7 ids

@@ -18,6 +18,7 @@ from activity_service.application.purge_expired import PurgeExpiredActivities
 from activity_service.bootstrap import consumer_service
 from activity_service.domain.delivery import Settled
 from activity_service.infrastructure.settings import Settings
+from activity_service.interfaces.collector import tune_gc
 
 log = logging.getLogger("activity_service.consumer")
 
@@ -39,6 +40,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
             settings.kafka.consumer_group,
             services.store,
         )
+        tune_gc()  # start-up is done: what it allocated is frozen
         chores = [
             asyncio.create_task(
                 _periodically(
