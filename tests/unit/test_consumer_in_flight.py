@@ -299,3 +299,57 @@ def test_split_batches_hold_every_record_once_in_order_and_fit(
     whole = {tp(p) for p in backlog}
     if parts > 1 and len(backlog) > 1:
         assert len(batches) >= 2 and all(set(b.by_partition) != whole for b in batches)
+
+
+async def test_a_fetch_decoded_across_a_rebalance_is_dropped_not_written() -> None:
+    """Decoding yields to the loop, so a rebalance can settle and commit everything in hand while a
+    fetch is still being decoded: that fetch belongs to before it, and every partition the consumer is
+    given again is read from its last commit. Writing it would write those records twice (or beside
+    their new owner)."""
+    consumer, writes, stop = OneFetchHoldsAll({0: 120}), Writes(), asyncio.Event()
+    loop = loop_of(consumer, writes, 2)
+    listener = loop.rebalance_listener()
+    fetch = consumer.getmany
+
+    async def fetch_then_rebalance(*partitions: TopicPartition, timeout_ms: int, max_records: int) -> Any:
+        got = await fetch(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        if got:  # the revocation runs at the decoding's first turn of the loop
+            asyncio.get_running_loop().call_soon(asyncio.ensure_future, listener.on_partitions_revoked(set()))
+        return got
+
+    consumer.getmany = fetch_then_rebalance  # type: ignore[method-assign]
+    running = asyncio.create_task(loop.run(stop))
+    await asyncio.sleep(0.1)
+    assert writes.started == [], "a fetch from before the rebalance was written after it"
+    stop.set()
+    await running
+
+
+async def test_a_batch_that_fails_while_a_rebalance_waits_ends_the_loop_committing_nothing_after() -> None:
+    """The revocation cannot raise (the group must go on rebalancing), so it hands the failure to the
+    loop: the batches after the failed one are never committed."""
+    consumer = FakeConsumer([(0, [0]), (1, [0]), (2, list(range(120)))])
+    writes, stop = Writes(), asyncio.Event()
+    loop = loop_of(consumer, writes, 2)
+    revoking: list[asyncio.Future[None]] = []
+    fetch = consumer.getmany
+
+    async def fail() -> None:
+        raise RuntimeError("the write failed in a way no retry covers")
+
+    async def fetch_then_rebalance(*partitions: TopicPartition, timeout_ms: int, max_records: int) -> Any:
+        got = await fetch(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        if tp(2) in got:  # both batches are in flight; the revocation runs while this one is decoded
+            writes.settle_then[(0, 0)] = fail
+            writes.finish((0, 0))
+            writes.finish((1, 0))
+            revoking.append(asyncio.ensure_future(loop.rebalance_listener().on_partitions_revoked(set())))
+        return got
+
+    consumer.getmany = fetch_then_rebalance  # type: ignore[method-assign]
+    async with asyncio.timeout(2):
+        with pytest.raises(RuntimeError):
+            await loop.run(stop)
+    await revoking[0]  # it logged and returned
+    assert consumer.commits == [], "committed past a batch that failed"
+    assert (2, 0) not in writes.started

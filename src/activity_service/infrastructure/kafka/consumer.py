@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -70,6 +70,9 @@ class KafkaActivityConsumer:
         self._progress = ProgressTracker(consumer, progress)
         self._last_progress = 0.0
         self._committing: asyncio.Task[None] | None = None
+        self._rebalances = 0
+        self._failed: Exception | None = None
+        """A batch that failed while a rebalance waited for it: nothing may be committed past it."""
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         """Pass to ``subscribe``: revoking partitions waits until the batch in hand is committed."""
@@ -87,10 +90,15 @@ class KafkaActivityConsumer:
             while not stop.is_set() and not self._stopped_unsettled:
                 # While batches are in flight, only what the consumer already holds is decoded.
                 timeout = 0 if self._in_flight else self._fetch_timeout_ms
+                rebalances = self._rebalances
                 fetched = await self._fetch(timeout, self._free_partitions())
                 async with self._batch_lock:
-                    # Fetched before a rebalance: what this consumer no longer owns is the new owner's to
-                    # read from the last commit. The rest must be settled (its position moved).
+                    if self._failed is not None:
+                        raise self._failed
+                    if self._rebalances != rebalances:
+                        # Fetched before a rebalance (decoding yields to the loop): every partition this
+                        # consumer gets now is read again from its last commit, so the fetch is dropped.
+                        continue
                     fetched = fetched.only(self._consumer.assignment())
                     if fetched.records:
                         for batch in fetched.split(self._depth, self._max_records):
@@ -247,27 +255,36 @@ class _Fetched:
             least = sizes.index(min(sizes))  # the largest partitions first, each to the smallest group
             groups[least].append(tp)
             sizes[least] += len(self.by_partition[tp])
-        first: dict[TopicPartition, int] = {}  # where each partition's run of messages starts
-        start = 0
-        for tp, records in self.by_partition.items():
-            first[tp], start = start, start + len(records)
         batches: list[_Fetched] = []
         for group in groups:
             batch = _Fetched({}, [], [], {})
-            for tp in group:
-                start = first[tp]
-                for i, record in enumerate(self.by_partition[tp]):
-                    if len(batch.records) == max_records:
-                        batches.append(batch)
-                        batch = _Fetched({}, [], [], {})
-                    batch._add(tp, record, self.messages[start + i])
+            for tp, record, message in self._each(group):
+                if len(batch.records) == max_records:
+                    batches.append(batch)
+                    batch = _Fetched({}, [], [], {})
+                batch._add(tp, record, message)
             batches.append(batch)
         return batches
 
     def only(self, assigned: set[TopicPartition]) -> _Fetched:
         if all(tp in assigned for tp in self.by_partition):
             return self
-        return _Fetched.decode({tp: r for tp, r in self.by_partition.items() if tp in assigned})
+        kept = _Fetched({}, [], [], {})
+        for tp, record, message in self._each([tp for tp in self.by_partition if tp in assigned]):
+            kept._add(tp, record, message)
+        return kept
+
+    def _each(
+        self, partitions: Sequence[TopicPartition]
+    ) -> Iterator[tuple[TopicPartition, Record, Received]]:
+        """The records of ``partitions`` with their messages (decoded once), partition after partition."""
+        first: dict[TopicPartition, int] = {}  # where each partition's run of messages starts
+        start = 0
+        for tp, records in self.by_partition.items():
+            first[tp], start = start, start + len(records)
+        for tp in partitions:
+            for i, record in enumerate(self.by_partition[tp]):
+                yield tp, record, self.messages[first[tp] + i]
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:
@@ -301,9 +318,12 @@ class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._loop._batch_lock:  # the batches in hand are settled, then committed
+            self._loop._rebalances += 1
             try:
                 await self._loop.finish_batches()
             except Exception as exc:  # what was not committed, the next owner reads from the last commit
+                # The batches after the failed one may be settled, but never committed: the loop ends.
+                self._loop._failed = exc
                 log.warning("the batches in hand were not all committed before the rebalance: %s", exc)
             log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
 
