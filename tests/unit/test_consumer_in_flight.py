@@ -353,3 +353,25 @@ async def test_a_batch_that_fails_while_a_rebalance_waits_ends_the_loop_committi
     await revoking[0]  # it logged and returned
     assert consumer.commits == [], "committed past a batch that failed"
     assert (2, 0) not in writes.started
+
+
+async def test_what_the_client_hands_out_after_a_rebalance_it_waited_through_is_written() -> None:
+    """A rebalance while getmany waits is the client's to handle: what it hands out then is what the
+    new assignment reads, from its last commit, and the client's position is past it. Dropping it
+    would lose it (the fault suite's restarted consumers did: events missing)."""
+    consumer, writes, stop = OneFetchHoldsAll({0: 3}), Writes(), asyncio.Event()
+    loop = loop_of(consumer, writes, 2)
+    listener = loop.rebalance_listener()
+    fetch = consumer.getmany
+
+    async def rebalance_then_fetch(*partitions: TopicPartition, timeout_ms: int, max_records: int) -> Any:
+        await listener.on_partitions_revoked(set())  # the group rebalanced while this call waited
+        return await fetch(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+
+    consumer.getmany = rebalance_then_fetch  # type: ignore[method-assign]
+    running = asyncio.create_task(loop.run(stop))
+    await until(lambda: writes.started == [(0, 0)])
+    writes.finish((0, 0))
+    await until(lambda: consumer.commits == [{0: 3}])
+    stop.set()
+    await running

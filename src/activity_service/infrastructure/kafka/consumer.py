@@ -90,14 +90,14 @@ class KafkaActivityConsumer:
             while not stop.is_set() and not self._stopped_unsettled:
                 # While batches are in flight, only what the consumer already holds is decoded.
                 timeout = 0 if self._in_flight else self._fetch_timeout_ms
-                rebalances = self._rebalances
-                fetched = await self._fetch(timeout, self._free_partitions())
+                fetched, rebalances = await self._fetch(timeout, self._free_partitions())
                 async with self._batch_lock:
                     if self._failed is not None:
                         raise self._failed
                     if self._rebalances != rebalances:
-                        # Fetched before a rebalance (decoding yields to the loop): every partition this
-                        # consumer gets now is read again from its last commit, so the fetch is dropped.
+                        # Handed out before a rebalance that ran while it was decoded (decoding yields to
+                        # the loop): every partition this consumer gets now is read again from its last
+                        # commit (a new assignment has no position), so the fetch is dropped.
                         continue
                     fetched = fetched.only(self._consumer.assignment())
                     if fetched.records:
@@ -182,21 +182,27 @@ class KafkaActivityConsumer:
             return False
         return len(self._in_flight) >= self._depth or not self._busy().isdisjoint(fetched.by_partition)
 
-    async def _fetch(self, timeout_ms: int, partitions: tuple[TopicPartition, ...] = ()) -> _Fetched:
+    async def _fetch(
+        self, timeout_ms: int, partitions: tuple[TopicPartition, ...] = ()
+    ) -> tuple[_Fetched, int]:
         """The next batch, decoded a slice at a time: decoding is CPU, and meanwhile the batches in
         flight wait on the event loop for each answer of the database (held for a whole batch's
-        decoding, a batch's first statement took 10 ms instead of 1 and the drain ran at 2/3 speed)."""
+        decoding, a batch's first statement took 10 ms instead of 1 and the drain ran at 2/3 speed).
+        With it, how many rebalances had begun when the records were handed out: a rebalance while
+        ``getmany`` waits is the client's to handle (it hands out only what the new assignment reads),
+        one during the decoding is the caller's."""
         fetched = _Fetched({}, [], [], {})
         by_partition = await self._consumer.getmany(
             *partitions, timeout_ms=timeout_ms, max_records=self._max_records
         )
+        rebalances = self._rebalances
         for tp, records in by_partition.items():
             for start in range(0, len(records), DECODE_SLICE):
                 if start or fetched.records:
                     await asyncio.sleep(0)
                 for record in records[start : start + DECODE_SLICE]:
                     fetched._add(tp, record, _received(record))
-        return fetched
+        return fetched, rebalances
 
     async def _commit_and_record(self, next_offsets: dict[TopicPartition, int]) -> None:
         await self._commit(next_offsets)
