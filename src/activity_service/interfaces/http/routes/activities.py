@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from activity_service.bootstrap import ApiServices
 from activity_service.domain.errors import FieldError, InvalidActivity
 from activity_service.domain.ids import event_id_problem
 from activity_service.domain.times import to_iso
 from activity_service.interfaces.http.callers import sender_of, shows_addresses, tenant_of
-from activity_service.interfaces.http.dependencies import Services
+from activity_service.interfaces.http.dependencies import Services, given_once
 from activity_service.interfaces.http.observability import rejected_events
 from activity_service.interfaces.http.route_table import public_path
 from activity_service.interfaces.http.schemas.common import Problem
@@ -224,6 +224,7 @@ async def record_batch(
     response_model_exclude_unset=True,
     summary="List activities",
     responses={400: PROBLEM, 503: UNAVAILABLE},
+    dependencies=[Depends(given_once(ListParams))],
 )
 async def list_activities(
     params: Annotated[ListParams, Query()], request: Request, response: Response, services: Services
@@ -250,6 +251,7 @@ async def list_activities(
     response_model_exclude_unset=True,
     summary="Counts over time",
     responses={400: PROBLEM, 503: UNAVAILABLE},
+    dependencies=[Depends(given_once(StatsParams))],
 )
 async def activity_stats(
     params: Annotated[StatsParams, Query()], request: Request, response: Response, services: Services

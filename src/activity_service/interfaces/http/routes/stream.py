@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from activity_service.domain.activity import MAX_ACTION_LENGTH, MAX_USER_ID_LENGTH
 from activity_service.domain.feed import FeedFilter
 from activity_service.interfaces.http.callers import shows_addresses, tenant_of
-from activity_service.interfaces.http.dependencies import Services
+from activity_service.interfaces.http.dependencies import Services, given_once
 from activity_service.interfaces.http.problems import problem
 from activity_service.interfaces.http.routes.activities import GATE_RESPONSES, PROBLEM
 from activity_service.interfaces.http.stream import EventStream, Streams, decode_cursor
@@ -59,6 +59,7 @@ class StreamParams(BaseModel):
             "description": "Too many open streams, or the event log cannot be read; see Retry-After.",
         },
     },
+    dependencies=[Depends(given_once(StreamParams))],
 )
 async def stream_activities(
     params: Annotated[StreamParams, Query()],
