@@ -76,6 +76,7 @@ def _settings_table(plan: Plan, extra: dict[str, str]) -> dict[str, str]:
         "producer": "acks=all, enable_idempotence=True (bootstrap._producer)",
         "CONSUMER_MAX_BATCH_RECORDS": str(s.consumer.max_batch_records),
         "CONSUMER_FETCH_TIMEOUT_MS": str(s.consumer.fetch_timeout_ms),
+        "CONSUMER_FETCH_MAX_WAIT_MS": str(s.consumer.fetch_max_wait_ms),
         "INGEST_MAX_IN_FLIGHT_EVENTS": str(s.ingest.max_in_flight_events),
         "INGEST_MAX_CONCURRENT_REQUESTS": str(getattr(s.ingest, "max_concurrent_requests", "n/a")),
         "INGEST_MAX_LOOP_LAG_SECONDS": str(getattr(s.ingest, "max_loop_lag_seconds", "n/a")),

@@ -187,6 +187,19 @@ class ConsumerServices:
     """Run it periodically (CONSUMER_ERASURE_INTERVAL_SECONDS): erasures are carried out here."""
 
 
+def group_consumer(settings: Settings, options: dict[str, Any]) -> AIOKafkaConsumer:
+    """The consumer process's Kafka client: a group member that commits only what it settled."""
+    return AIOKafkaConsumer(
+        **options,
+        group_id=settings.kafka.consumer_group,
+        client_id=f"{settings.kafka.client_id}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.consumer.max_batch_records,
+        fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
+    )
+
+
 @asynccontextmanager
 async def consumer_service(
     settings: Settings,
@@ -195,14 +208,7 @@ async def consumer_service(
 ) -> AsyncIterator[ConsumerServices]:
     kafka = settings.kafka
     options = client_options(kafka)
-    consumer = AIOKafkaConsumer(
-        **options,
-        group_id=kafka.consumer_group,
-        client_id=f"{kafka.client_id}-consumer",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.consumer.max_batch_records,
-    )
+    consumer = group_consumer(settings, options)
     async with store(settings) as database, _producer(settings, options) as producer:
         expires_by_itself = await database.apply_retention(settings.retention.days)
         clock = SystemClock()

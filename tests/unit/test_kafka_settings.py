@@ -8,9 +8,9 @@ import ssl
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from activity_service.bootstrap import topic_configs
+from activity_service.bootstrap import group_consumer, topic_configs
 from activity_service.infrastructure.kafka.connection import client_options
-from activity_service.infrastructure.settings import KafkaSettings, Settings
+from activity_service.infrastructure.settings import ConsumerSettings, KafkaSettings, Settings
 
 PASSWORD = "s3cret-never-printed"
 
@@ -84,3 +84,15 @@ def test_sasl_ssl_clients_get_the_credentials_and_a_verifying_tls_context() -> N
     context = options["ssl_context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+async def test_the_consumer_asks_the_broker_to_hold_an_empty_fetch_only_briefly() -> None:
+    # At Kafka's default (500 ms) the client fetched nothing else meanwhile, not even for the partitions
+    # it had run out of: a drain whose partitions ended unevenly stalled up to 0.45 s a fetch.
+    settings = Settings.explicit()
+    consumer = group_consumer(settings, client_options(settings.kafka))
+    assert consumer._fetch_max_wait_ms == settings.consumer.fetch_max_wait_ms == 100
+    tuned = Settings.explicit(consumer=ConsumerSettings.explicit(fetch_max_wait_ms=20))
+    assert group_consumer(tuned, client_options(tuned.kafka))._fetch_max_wait_ms == 20
+    with pytest.raises(ValidationError):
+        ConsumerSettings.explicit(fetch_max_wait_ms=501)

@@ -296,6 +296,16 @@ class ConsumerSettings(_Section):
         ),
     )
     fetch_timeout_ms: int = Field(default=500, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=500,
+        description=(
+            "How long the broker holds a fetch for partitions that have nothing new. While it does, the"
+            " client fetches nothing else from that broker, even for partitions whose records it has"
+            " already handed out, so it bounds the stalls of a drain whose partitions end unevenly."
+        ),
+    )
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=10.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, gt=0)
